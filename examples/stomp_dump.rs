@@ -32,9 +32,7 @@ fn main() -> ExitCode {
 fn version_arg() -> Option<Version> {
     let args: Vec<String> = std::env::args().collect();
     let i = args.iter().position(|a| a == "--version")?;
-    let version = args
-        .get(i + 1)
-        .and_then(|v| Version::from_bytes(v.as_bytes()));
+    let version = args.get(i + 1).and_then(|v| Version::from_bytes(v.as_bytes()));
     if version.is_none() {
         eprintln!("stomp-dump: --version takes 1.0, 1.1 or 1.2; using 1.2");
     }

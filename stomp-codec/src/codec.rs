@@ -50,10 +50,7 @@ impl StompCodec {
     /// A codec with the given limits.
     #[must_use]
     pub fn with_limits(limits: Limits) -> Self {
-        Self {
-            limits,
-            ..Self::default()
-        }
+        Self { limits, ..Self::default() }
     }
 
     /// The protocol version used for escaping.

@@ -180,12 +180,15 @@ impl Head {
             let start = self.line_start;
             self.line_start = eol + 1;
             self.scanned = eol + 1;
-            if self.scanned > limits.max_frame_size {
-                return Err(Error::FrameTooLarge {
-                    limit: limits.max_frame_size,
-                });
+            let line = strip_cr(&src[start..eol]);
+            // The same checks, in the same order, as for a partial line.
+            if line.len() > limits.max_header_line {
+                return Err(Error::HeaderLineTooLong { limit: limits.max_header_line });
             }
-            if let Some(body) = self.line(src, start, eol, version, limits)? {
+            if self.scanned > limits.max_frame_size {
+                return Err(Error::FrameTooLarge { limit: limits.max_frame_size });
+            }
+            if let Some(body) = self.line(line, start, eol, version, limits)? {
                 return Ok(Some(body));
             }
         }
@@ -195,33 +198,24 @@ impl Head {
     fn check_partial_line(&self, limits: &Limits) -> Result<()> {
         // One octet of slack: the line may still end in CR LF.
         if self.scanned - self.line_start > limits.max_header_line + 1 {
-            return Err(Error::HeaderLineTooLong {
-                limit: limits.max_header_line,
-            });
+            return Err(Error::HeaderLineTooLong { limit: limits.max_header_line });
         }
         if self.scanned > limits.max_frame_size {
-            return Err(Error::FrameTooLarge {
-                limit: limits.max_frame_size,
-            });
+            return Err(Error::FrameTooLarge { limit: limits.max_frame_size });
         }
         Ok(())
     }
 
-    /// Handles the complete line `src[start..eol]`.
+    /// Handles the complete `line` that starts at offset `start` and whose
+    /// LF is at `eol`.
     fn line(
         &mut self,
-        src: &[u8],
+        line: &[u8],
         start: usize,
         eol: usize,
         version: Version,
         limits: &Limits,
     ) -> Result<Option<Body>> {
-        let line = strip_cr(&src[start..eol]);
-        if line.len() > limits.max_header_line {
-            return Err(Error::HeaderLineTooLong {
-                limit: limits.max_header_line,
-            });
-        }
         let Some(command) = self.command else {
             self.command = Some(command_line(line)?);
             return Ok(None);
@@ -230,9 +224,7 @@ impl Head {
             return Ok(Some(self.take_body(command, eol + 1)));
         }
         if self.entries.len() >= limits.max_headers {
-            return Err(Error::TooManyHeaders {
-                limit: limits.max_headers,
-            });
+            return Err(Error::TooManyHeaders { limit: limits.max_headers });
         }
         let entry = self.header(line, start, version.escaping(command))?;
         self.entries.push(entry);
@@ -289,15 +281,11 @@ impl Body {
         limits: &Limits,
     ) -> Result<Option<usize>> {
         if len > limits.max_body_size {
-            return Err(Error::BodyTooLarge {
-                limit: limits.max_body_size,
-            });
+            return Err(Error::BodyTooLarge { limit: limits.max_body_size });
         }
         let end = self.start + len;
         if end >= limits.max_frame_size {
-            return Err(Error::FrameTooLarge {
-                limit: limits.max_frame_size,
-            });
+            return Err(Error::FrameTooLarge { limit: limits.max_frame_size });
         }
         if src.len() <= end {
             src.reserve(end + 1 - src.len());
@@ -323,14 +311,10 @@ impl Body {
     /// Checks a body that reaches at least to offset `end`.
     fn check_size(&self, end: usize, limits: &Limits) -> Result<()> {
         if end - self.start > limits.max_body_size {
-            return Err(Error::BodyTooLarge {
-                limit: limits.max_body_size,
-            });
+            return Err(Error::BodyTooLarge { limit: limits.max_body_size });
         }
         if end >= limits.max_frame_size {
-            return Err(Error::FrameTooLarge {
-                limit: limits.max_frame_size,
-            });
+            return Err(Error::FrameTooLarge { limit: limits.max_frame_size });
         }
         Ok(())
     }
@@ -338,11 +322,7 @@ impl Body {
     /// Splits the frame ending with the NUL at `end` off `src`.
     fn finish(&mut self, src: &mut BytesMut, end: usize) -> Frame {
         let raw: Bytes = src.split_to(end + 1).freeze();
-        let body = if end > self.start {
-            raw.slice(self.start..end)
-        } else {
-            Bytes::new()
-        };
+        let body = if end > self.start { raw.slice(self.start..end) } else { Bytes::new() };
         let entries = std::mem::take(&mut self.entries);
         Frame::from_parts(self.command, Headers::from_parts(raw, entries), body)
     }

@@ -153,10 +153,7 @@ mod tests {
     #[test]
     fn connect_headers_are_never_escaped() {
         let frame = Frame::new(Command::Connect).with_header("passcode", "a\\b:c");
-        assert_eq!(
-            encode(&frame, Version::V1_2).unwrap(),
-            b"CONNECT\npasscode:a\\b:c\n\n\0"
-        );
+        assert_eq!(encode(&frame, Version::V1_2).unwrap(), b"CONNECT\npasscode:a\\b:c\n\n\0");
         let bad = Frame::new(Command::Connected).with_header("x", "a\nb");
         assert_eq!(encode(&bad, Version::V1_2), Err(Error::Unencodable));
     }
@@ -165,38 +162,22 @@ mod tests {
     fn stomp_1_1_cannot_carry_cr() {
         let frame = Frame::new(Command::Send).with_header("x", "a\rb");
         assert_eq!(encode(&frame, Version::V1_1), Err(Error::Unencodable));
-        assert_eq!(
-            encode(&frame, Version::V1_2).unwrap(),
-            b"SEND\nx:a\\rb\n\n\0"
-        );
+        assert_eq!(encode(&frame, Version::V1_2).unwrap(), b"SEND\nx:a\\rb\n\n\0");
     }
 
     #[test]
     fn content_length_is_checked_not_duplicated() {
-        let ok = Frame::new(Command::Send)
-            .with_header("content-length", "2")
-            .with_body("hi");
-        assert_eq!(
-            encode(&ok, Version::V1_2).unwrap(),
-            b"SEND\ncontent-length:2\n\nhi\0"
-        );
-        let bad = Frame::new(Command::Send)
-            .with_header("content-length", "3")
-            .with_body("hi");
-        assert_eq!(
-            encode(&bad, Version::V1_2),
-            Err(Error::ContentLengthMismatch)
-        );
+        let ok = Frame::new(Command::Send).with_header("content-length", "2").with_body("hi");
+        assert_eq!(encode(&ok, Version::V1_2).unwrap(), b"SEND\ncontent-length:2\n\nhi\0");
+        let bad = Frame::new(Command::Send).with_header("content-length", "3").with_body("hi");
+        assert_eq!(encode(&bad, Version::V1_2), Err(Error::ContentLengthMismatch));
     }
 
     #[test]
     fn failed_encode_writes_nothing() {
         let mut out = BytesMut::from(&b"keep"[..]);
         let bad = Frame::new(Command::Send).with_header("", "v");
-        assert_eq!(
-            encode_frame(&bad, Version::V1_2, &mut out),
-            Err(Error::Unencodable)
-        );
+        assert_eq!(encode_frame(&bad, Version::V1_2, &mut out), Err(Error::Unencodable));
         assert_eq!(&out[..], b"keep");
     }
 }

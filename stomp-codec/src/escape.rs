@@ -98,38 +98,23 @@ mod tests {
 
     #[test]
     fn unescape_1_1_has_no_carriage_return() {
-        assert_eq!(
-            unescape(br"x\ry", Escaping::V1_1),
-            Err(Error::InvalidEscape)
-        );
+        assert_eq!(unescape(br"x\ry", Escaping::V1_1), Err(Error::InvalidEscape));
         assert_eq!(&unescape(br"x\ny", Escaping::V1_1).unwrap()[..], b"x\ny");
     }
 
     #[test]
     fn undefined_and_dangling_escapes_are_errors() {
         assert_eq!(unescape(br"\t", Escaping::V1_2), Err(Error::InvalidEscape));
-        assert_eq!(
-            unescape(b"abc\\", Escaping::V1_2),
-            Err(Error::InvalidEscape)
-        );
+        assert_eq!(unescape(b"abc\\", Escaping::V1_2), Err(Error::InvalidEscape));
     }
 
     #[test]
     fn escaped_len_counts_and_refuses() {
         assert_eq!(escaped_len(b"a:b\n", Escaping::V1_2, false), Ok(6));
         assert_eq!(escaped_len(b"a:b", Escaping::None, false), Ok(3));
-        assert_eq!(
-            escaped_len(b"a:b", Escaping::None, true),
-            Err(Error::Unencodable)
-        );
-        assert_eq!(
-            escaped_len(b"a\nb", Escaping::None, false),
-            Err(Error::Unencodable)
-        );
-        assert_eq!(
-            escaped_len(b"a\rb", Escaping::V1_1, false),
-            Err(Error::Unencodable)
-        );
+        assert_eq!(escaped_len(b"a:b", Escaping::None, true), Err(Error::Unencodable));
+        assert_eq!(escaped_len(b"a\nb", Escaping::None, false), Err(Error::Unencodable));
+        assert_eq!(escaped_len(b"a\rb", Escaping::V1_1, false), Err(Error::Unencodable));
         assert_eq!(escaped_len(b"a\\b", Escaping::None, false), Ok(3));
     }
 

@@ -32,21 +32,13 @@ impl Frame {
     /// A frame with no headers and an empty body.
     #[must_use]
     pub fn new(command: Command) -> Self {
-        Self {
-            command,
-            headers: Headers::new(),
-            body: Bytes::new(),
-        }
+        Self { command, headers: Headers::new(), body: Bytes::new() }
     }
 
     /// A frame from its parts.
     #[must_use]
     pub fn from_parts(command: Command, headers: Headers, body: Bytes) -> Self {
-        Self {
-            command,
-            headers,
-            body,
-        }
+        Self { command, headers, body }
     }
 
     /// Appends a header (builder style).
@@ -109,9 +101,7 @@ impl Frame {
     /// [`Error::InvalidContentLength`](crate::Error::InvalidContentLength) when the header is present but not a
     /// decimal number.
     pub fn content_length(&self) -> Result<Option<usize>> {
-        self.header("content-length")
-            .map(parse_content_length)
-            .transpose()
+        self.header("content-length").map(parse_content_length).transpose()
     }
 
     /// The parts of the frame.
@@ -133,11 +123,7 @@ impl Frame {
             .iter()
             .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
             .collect();
-        Self {
-            command: self.command,
-            headers,
-            body: Bytes::copy_from_slice(&self.body),
-        }
+        Self { command: self.command, headers, body: Bytes::copy_from_slice(&self.body) }
     }
 }
 

@@ -29,38 +29,27 @@ fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
 
 /// `content-length = 1*DIGIT`
 fn digits(value: &[u8]) -> IResult<&[u8], usize> {
-    all_consuming(map_res(
-        take_while1(|b: u8| b.is_ascii_digit()),
-        |d: &[u8]| {
-            d.iter().try_fold(0usize, |n, &b| {
-                n.checked_mul(10)
-                    .and_then(|n| n.checked_add(usize::from(b - b'0')))
-                    .ok_or(())
-            })
-        },
-    ))
+    all_consuming(map_res(take_while1(|b: u8| b.is_ascii_digit()), |d: &[u8]| {
+        d.iter().try_fold(0usize, |n, &b| {
+            n.checked_mul(10).and_then(|n| n.checked_add(usize::from(b - b'0'))).ok_or(())
+        })
+    }))
     .parse(value)
 }
 
 /// The command of a frame's first line.
 pub(crate) fn command_line(line: &[u8]) -> Result<Command> {
-    command(line)
-        .map(|(_, c)| c)
-        .map_err(|_| Error::UnknownCommand)
+    command(line).map(|(_, c)| c).map_err(|_| Error::UnknownCommand)
 }
 
 /// The name and value of a header line, as raw (still escaped) octets.
 pub(crate) fn header_line(line: &[u8]) -> Result<(&[u8], &[u8])> {
-    header(line)
-        .map(|(_, nv)| nv)
-        .map_err(|_| Error::MalformedHeader)
+    header(line).map(|(_, nv)| nv).map_err(|_| Error::MalformedHeader)
 }
 
 /// A `content-length` value in octets.
 pub(crate) fn content_length(value: &[u8]) -> Result<usize> {
-    digits(value)
-        .map(|(_, n)| n)
-        .map_err(|_| Error::InvalidContentLength)
+    digits(value).map(|(_, n)| n).map_err(|_| Error::InvalidContentLength)
 }
 
 /// A line without its line ending: LF, or CR LF.
@@ -94,19 +83,8 @@ mod tests {
     fn content_length_is_strict_decimal() {
         assert_eq!(content_length(b"0"), Ok(0));
         assert_eq!(content_length(b"1234"), Ok(1234));
-        for bad in [
-            &b""[..],
-            b" 1",
-            b"1 ",
-            b"-1",
-            b"0x10",
-            b"99999999999999999999999",
-        ] {
-            assert_eq!(
-                content_length(bad),
-                Err(Error::InvalidContentLength),
-                "{bad:?}"
-            );
+        for bad in [&b""[..], b" 1", b"1 ", b"-1", b"0x10", b"99999999999999999999999"] {
+            assert_eq!(content_length(bad), Err(Error::InvalidContentLength), "{bad:?}");
         }
     }
 

@@ -59,10 +59,7 @@ impl Headers {
     /// No headers, with room for `capacity` of them.
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            block: Bytes::new(),
-            entries: Vec::with_capacity(capacity),
-        }
+        Self { block: Bytes::new(), entries: Vec::with_capacity(capacity) }
     }
 
     pub(crate) fn from_parts(block: Bytes, entries: Vec<Entry>) -> Self {
@@ -93,9 +90,7 @@ impl Headers {
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| self.field(&e.name) == name)
+        self.entries.iter().position(|e| self.field(&e.name) == name)
     }
 
     /// The value of the first header called `name`.
@@ -132,17 +127,13 @@ impl Headers {
 
     /// Every header in order, repeated ones included.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.entries
-            .iter()
-            .map(|e| (self.field(&e.name), self.field(&e.value)))
+        self.entries.iter().map(|e| (self.field(&e.name), self.field(&e.value)))
     }
 
     /// Appends a header. An existing header of that name keeps precedence.
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.entries.push(Entry {
-            name: Field::Owned(name.into()),
-            value: Field::Owned(value.into()),
-        });
+        self.entries
+            .push(Entry { name: Field::Owned(name.into()), value: Field::Owned(value.into()) });
     }
 
     /// Sets the value of header `name`: the first occurrence is replaced in
@@ -151,10 +142,7 @@ impl Headers {
         let name = name.into();
         let value = Field::Owned(value.into());
         let Some(first) = self.position(&name) else {
-            self.entries.push(Entry {
-                name: Field::Owned(name),
-                value,
-            });
+            self.entries.push(Entry { name: Field::Owned(name), value });
             return;
         };
         let block = &self.block;
@@ -197,8 +185,7 @@ impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
             .entries(
-                self.iter()
-                    .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
+                self.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
             )
             .finish()
     }
@@ -222,10 +209,7 @@ mod tests {
     fn set_replaces_first_and_drops_repeats() {
         let mut h: Headers = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
         h.set("a", "9");
-        assert_eq!(
-            h.iter().collect::<Vec<_>>(),
-            vec![(&b"a"[..], &b"9"[..]), (b"b", b"2")]
-        );
+        assert_eq!(h.iter().collect::<Vec<_>>(), vec![(&b"a"[..], &b"9"[..]), (b"b", b"2")]);
         h.set("c", "4");
         assert_eq!(h.get("c"), Some(&b"4"[..]));
     }
@@ -243,10 +227,7 @@ mod tests {
         let block = Bytes::from_static(b"name:value");
         let h = Headers::from_parts(
             block,
-            vec![Entry {
-                name: Field::Span(0..4),
-                value: Field::Span(5..10),
-            }],
+            vec![Entry { name: Field::Span(0..4), value: Field::Span(5..10) }],
         );
         assert_eq!(h.get_str("name"), Some("value"));
         assert_eq!(&h.get_bytes("name").unwrap()[..], b"value");

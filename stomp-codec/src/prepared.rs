@@ -78,15 +78,8 @@ impl PreparedFrame {
         if let Some(len) = missing_content_length(&frame)? {
             frame.headers_mut().push("content-length", len.to_string());
         }
-        let uniform = frame
-            .headers()
-            .iter()
-            .all(|(n, v)| is_plain(n) && is_plain(v));
-        Ok(Self {
-            frame,
-            uniform,
-            heads: Default::default(),
-        })
+        let uniform = frame.headers().iter().all(|(n, v)| is_plain(n) && is_plain(v));
+        Ok(Self { frame, uniform, heads: Default::default() })
     }
 
     /// The command.
@@ -180,10 +173,7 @@ impl PreparedFrame {
         let head = self.head(version)?.clone();
         let mut own = BytesMut::with_capacity(self.extra_len(version, extra)?);
         self.put_extra(version, extra, &mut own);
-        let chunks = head
-            .chain(own.freeze())
-            .chain(self.body().clone())
-            .chain(NUL);
+        let chunks = head.chain(own.freeze()).chain(self.body().clone()).chain(NUL);
         Ok(EncodedFrame { chunks })
     }
 }
@@ -250,25 +240,10 @@ mod tests {
     #[test]
     fn escaping_differs_by_version() {
         let prepared = PreparedFrame::new(message("/topic/a:b")).unwrap();
-        assert!(
-            prepared
-                .head(Version::V1_2)
-                .unwrap()
-                .windows(3)
-                .any(|w| w == b"a\\c")
-        );
-        assert!(
-            prepared
-                .head(Version::V1_0)
-                .unwrap()
-                .windows(3)
-                .any(|w| w == b"a:b")
-        );
+        assert!(prepared.head(Version::V1_2).unwrap().windows(3).any(|w| w == b"a\\c"));
+        assert!(prepared.head(Version::V1_0).unwrap().windows(3).any(|w| w == b"a:b"));
         let bad = PreparedFrame::new(message("/topic/a\nb")).unwrap();
         assert_eq!(bad.head(Version::V1_0), Err(Error::Unencodable));
-        assert_eq!(
-            bad.to_buf(Version::V1_0, &[]).err(),
-            Some(Error::Unencodable)
-        );
+        assert_eq!(bad.to_buf(Version::V1_0, &[]).err(), Some(Error::Unencodable));
     }
 }

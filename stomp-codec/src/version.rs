@@ -63,9 +63,7 @@ impl Version {
         let Some(list) = accept_version else {
             return Some(Self::V1_0);
         };
-        list.split(|&b| b == b',')
-            .filter_map(|v| Self::from_bytes(v.trim_ascii()))
-            .max()
+        list.split(|&b| b == b',').filter_map(|v| Self::from_bytes(v.trim_ascii())).max()
     }
 
     /// The header escaping that applies to a frame with this command in
