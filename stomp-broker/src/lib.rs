@@ -1,9 +1,63 @@
-//! An embeddable STOMP broker.
+//! An embeddable STOMP 1.0, 1.1 and 1.2 broker.
 //!
-//! Not built yet: the broker (sessions, destinations, acknowledgements,
-//! transactions, transports) is the next piece of work. Today this crate
-//! only re-exports the frame codec it will be built on, so that embedders
-//! can depend on one crate name from the start.
+//! Build a [`Broker`] with [`Broker::builder`], hand it a bound
+//! `TcpListener` ([`Broker::serve`]), and stop it with
+//! [`Broker::shutdown`]. The library binds nothing, installs no signal
+//! handler and creates no runtime.
+//!
+//! - **Destinations.** `/queue/...` gives each message to one consumer,
+//!   round robin, and keeps messages while nobody consumes (bounded);
+//!   every other destination (`/topic/...`) fans out to every subscriber.
+//!   User destinations: a subscription to `/user/queue/x` receives what is
+//!   sent to `/user/{its user}/queue/x`, on every session of that user.
+//! - **Acknowledgements.** `auto`, `client` (cumulative) and
+//!   `client-individual`, with a prefetch bound; NACK and disconnect give
+//!   queue messages back to the queue.
+//! - **Transactions**, **receipts**, **heart-beats** (both ways, with a
+//!   tolerance), and an `ERROR` frame before closing on every protocol
+//!   violation.
+//! - **Hooks.** [`Authenticator`], [`Interceptor`] and [`AppHandler`] (for
+//!   an application prefix such as `/app/`).
+//! - **Fan-out without copies.** A message's `MESSAGE` frame is encoded
+//!   once and shared by every subscriber; each connection adds only its
+//!   `subscription` and `ack` headers, coalescing writes, with a bounded
+//!   outbox and a named [`SlowConsumerPolicy`].
+//! - **From Rust.** [`Broker::publish`], [`Broker::send_to_user`] and
+//!   [`Broker::subscribe`] work without a socket.
+//!
+//! # Layout
+//! - `broker`: [`Broker`] and [`BrokerBuilder`]; `config`: [`Limits`],
+//!   [`Heartbeat`], the policies.
+//! - `conn`: the TCP connection task.
+//! - `session`: the protocol state of one session, one file per command
+//!   group; `subscription`: ack modes and unacknowledged messages.
+//! - `router`: topics and queues; `outbox`: the bounded outbound queue.
+//! - `hooks`: the traits an application implements; `message`: [`Message`].
+//! - `local`: [`LocalSubscription`]; `stats`: [`StatsSnapshot`].
 #![deny(missing_docs)]
 
+mod broker;
+mod config;
+mod conn;
+mod error;
+mod hooks;
+mod local;
+mod message;
+mod outbox;
+mod router;
+mod session;
+mod stats;
+mod subscription;
+
+pub use broker::{Broker, BrokerBuilder};
+pub use config::{Heartbeat, Limits, Negotiated, QueueOverflow, SlowConsumerPolicy};
+pub use error::PublishError;
+pub use hooks::{
+    AllowAll, AppContext, AppHandler, AppMessage, Authenticator, ConnectRequest, Interceptor,
+    Principal, Rejection, SessionInfo, TransportKind,
+};
+pub use local::LocalSubscription;
+pub use message::Message;
+pub use stats::StatsSnapshot;
+/// The frame codec this broker is built on.
 pub use stomp_codec as codec;

@@ -1,0 +1,108 @@
+//! The plain broker: STOMP over TCP, open to any login.
+//!
+//! Used by the interop tests and the benchmarks:
+//!
+//! ```text
+//! cargo run --release --example broker -- --tcp 127.0.0.1:61613
+//! ```
+//!
+//! Stops gracefully on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use stomp_broker::{Broker, Heartbeat, Limits, SlowConsumerPolicy};
+use tokio::net::TcpListener;
+
+/// A plain STOMP broker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address for STOMP over TCP.
+    #[arg(long, default_value = "127.0.0.1:61613")]
+    tcp: SocketAddr,
+    /// Most connections at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Bytes waiting to be written to one connection before the
+    /// slow-consumer policy applies.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_pending_bytes: usize,
+    /// What to do with slow consumers: disconnect, drop-oldest, drop-newest.
+    #[arg(long, default_value = "disconnect", value_parser = parse_policy)]
+    slow_consumer: SlowConsumerPolicy,
+    /// Shortest heart-beat interval the broker agrees to, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    min_heartbeat_ms: u64,
+}
+
+fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
+    match s {
+        "disconnect" => Ok(SlowConsumerPolicy::Disconnect),
+        "drop-oldest" => Ok(SlowConsumerPolicy::DropOldest),
+        "drop-newest" => Ok(SlowConsumerPolicy::DropNewest),
+        other => Err(format!("'{other}' is not one of disconnect, drop-oldest, drop-newest")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(env_filter()).with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    let listener = match TcpListener::bind(args.tcp).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = %args.tcp, %error, "cannot listen (--tcp)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interval = Duration::from_millis(args.min_heartbeat_ms);
+    let broker = Broker::builder()
+        .limits(
+            Limits::default()
+                .max_connections(args.max_connections)
+                .max_pending_bytes(args.max_pending_bytes),
+        )
+        .heartbeat(Heartbeat::default().min_send(interval).min_receive(interval))
+        .slow_consumer(args.slow_consumer)
+        .build();
+    tracing::info!(tcp = %args.tcp, "STOMP broker listening");
+    match broker.serve_with_shutdown(listener, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "serving failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

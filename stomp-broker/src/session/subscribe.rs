@@ -1,0 +1,78 @@
+//! SUBSCRIBE and UNSUBSCRIBE.
+
+use bytes::Bytes;
+use stomp_codec::{Frame, Version};
+
+use super::{Flow, Outcome, Session, required};
+use crate::error::StompError;
+use crate::subscription::{AckMode, Subscription};
+
+impl Session {
+    pub(super) async fn subscribe(&mut self, mut frame: Frame) -> Outcome {
+        required(&frame, "destination")?;
+        if let Some(interceptor) = &self.shared.interceptor {
+            interceptor.on_subscribe(self.info(), &mut frame).await?;
+        }
+        let destination = required(&frame, "destination")?;
+        let id = self.subscription_id(&frame)?;
+        if self.subscriptions.contains_key(&id) {
+            return Err(StompError::new(format!(
+                "subscription id '{}' is already in use",
+                String::from_utf8_lossy(&id)
+            ))
+            .detail("Each SUBSCRIBE of a session needs an id of its own; UNSUBSCRIBE frees it."));
+        }
+        let limits = self.shared.policy.limits;
+        if self.subscriptions.len() >= limits.max_subscriptions {
+            return Err(StompError::new(format!(
+                "too many subscriptions (the limit is {})",
+                limits.max_subscriptions
+            )));
+        }
+        let ack = AckMode::parse(frame.header("ack")).ok_or_else(|| {
+            StompError::new("invalid ack mode")
+                .detail("The ack header must be auto, client or client-individual.")
+        })?;
+        let route = self.route_of(destination);
+        let (num, outbox, sub_id) = (self.num, self.outbox.clone(), id.clone());
+        let sub = self
+            .shared
+            .router
+            .subscribe(&route, &limits, |queue| {
+                Subscription::new(sub_id, num, ack, outbox, route.as_str().into(), queue)
+            })
+            .map_err(|e| StompError::new(e.to_string()))?;
+        self.subscriptions.insert(id, sub);
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn unsubscribe(&mut self, frame: &Frame) -> Outcome {
+        let id = self.subscription_id(frame)?;
+        let sub = self.subscriptions.remove(&id).ok_or_else(|| {
+            StompError::new(format!("no subscription with id '{}'", String::from_utf8_lossy(&id)))
+        })?;
+        self.shared.router.unsubscribe(&sub, &self.shared.policy.limits);
+        Ok(Flow::Continue)
+    }
+
+    /// The `id` header; STOMP 1.0 subscriptions may go without one and are
+    /// then known by their destination.
+    fn subscription_id(&self, frame: &Frame) -> Result<Bytes, StompError> {
+        if let Some(id) = frame.headers().get_bytes("id") {
+            return Ok(Bytes::copy_from_slice(&id));
+        }
+        match (self.version(), frame.headers().get_bytes("destination")) {
+            (Version::V1_0, Some(destination)) => Ok(Bytes::copy_from_slice(&destination)),
+            _ => Err(StompError::missing(frame.command(), "id")),
+        }
+    }
+
+    /// The destination a subscription is routed by: user destinations
+    /// (`/user/queue/x`) become the session user's own (`/user/{name}/queue/x`).
+    fn route_of(&self, destination: &str) -> String {
+        match destination.strip_prefix("/user/") {
+            Some(rest) => format!("/user/{}/{rest}", self.info().principal.name()),
+            None => destination.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Subscriptions and their unacknowledged messages.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use crate::config::Limits;
+use crate::message::Message;
+use crate::outbox::{Delivery, Offer, Outbox};
+use crate::router::Queue;
+use crate::{SlowConsumerPolicy, stats::Stats};
+
+/// How a subscription acknowledges messages (the `ack` header of SUBSCRIBE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckMode {
+    /// Delivered is done.
+    Auto,
+    /// `ACK` of a message acknowledges it and every earlier one.
+    Client,
+    /// `ACK` acknowledges one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    pub(crate) fn parse(value: Option<&[u8]>) -> Option<Self> {
+        match value {
+            None | Some(b"auto") => Some(Self::Auto),
+            Some(b"client") => Some(Self::Client),
+            Some(b"client-individual") => Some(Self::ClientIndividual),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A message delivered and not yet acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) struct Unacked {
+    pub(crate) tag: u64,
+    pub(crate) message: Arc<Message>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Delivered, waiting for ACK or NACK, in delivery order.
+    unacked: VecDeque<Unacked>,
+    /// Topic messages that arrived while `unacked` was full.
+    backlog: VecDeque<Arc<Message>>,
+}
+
+/// One subscription of one session.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    /// The client's subscription id.
+    pub(crate) id: Bytes,
+    /// The session it belongs to.
+    pub(crate) session: u64,
+    pub(crate) ack: AckMode,
+    pub(crate) outbox: Arc<Outbox>,
+    /// The destination it is routed by.
+    pub(crate) route: Arc<str>,
+    /// The queue, for a queue subscription.
+    pub(crate) queue: Option<Arc<Queue>>,
+    pending: Mutex<Pending>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        id: Bytes,
+        session: u64,
+        ack: AckMode,
+        outbox: Arc<Outbox>,
+        route: Arc<str>,
+        queue: Option<Arc<Queue>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { id, session, ack, outbox, route, queue, pending: Mutex::default() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Each update is a single push or removal: a panic cannot leave it torn.
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn delivery(&self, message: Arc<Message>, ack: Option<u64>, redelivered: bool) -> Delivery {
+        Delivery { message, subscription: self.id.clone(), ack, redelivered }
+    }
+
+    /// Offers a topic message, under the prefetch bound and the
+    /// slow-consumer policy.
+    pub(crate) fn offer(
+        &self,
+        message: &Arc<Message>,
+        limits: &Limits,
+        policy: SlowConsumerPolicy,
+        stats: &Stats,
+    ) -> Offer {
+        if self.ack == AckMode::Auto {
+            let delivery = self.delivery(message.clone(), None, false);
+            return self.outbox.offer(delivery, limits.max_pending_bytes, policy, stats);
+        }
+        let mut pending = self.lock();
+        if pending.unacked.len() < limits.max_unacked && pending.backlog.is_empty() {
+            return self.deliver_locked(&mut pending, message.clone(), false);
+        }
+        if pending.backlog.len() < limits.max_unacked {
+            pending.backlog.push_back(message.clone());
+            return Offer::Queued;
+        }
+        stats.slow_consumer(policy);
+        match policy {
+            SlowConsumerPolicy::Disconnect => {
+                drop(pending);
+                self.outbox.overflow();
+                Offer::Overflowed
+            }
+            SlowConsumerPolicy::DropNewest => Offer::Dropped,
+            SlowConsumerPolicy::DropOldest => {
+                pending.backlog.pop_front();
+                pending.backlog.push_back(message.clone());
+                Offer::Dropped
+            }
+        }
+    }
+
+    /// Records and queues one delivery of a `client`/`client-individual`
+    /// subscription.
+    fn deliver_locked(
+        &self,
+        pending: &mut Pending,
+        message: Arc<Message>,
+        redelivered: bool,
+    ) -> Offer {
+        let tag = self.outbox.next_tag();
+        pending.unacked.push_back(Unacked { tag, message: message.clone() });
+        let offer = self.outbox.push_reserved(self.delivery(message, Some(tag), redelivered));
+        if offer == Offer::Closed {
+            // Never written: the caller keeps the message (a queue requeues it).
+            pending.unacked.pop_back();
+        }
+        offer
+    }
+
+    /// Whether a queue may hand this consumer one more message.
+    pub(crate) fn can_take(&self, limits: &Limits) -> bool {
+        let prefetch_ok =
+            self.ack == AckMode::Auto || self.lock().unacked.len() < limits.max_unacked;
+        prefetch_ok && self.outbox.has_room(limits.max_pending_bytes)
+    }
+
+    /// Delivers a queue message (the queue checked [`can_take`](Self::can_take)).
+    pub(crate) fn deliver_queued(&self, message: Arc<Message>, redelivered: bool) -> Offer {
+        if self.ack == AckMode::Auto {
+            return self.outbox.push_reserved(self.delivery(message, None, redelivered));
+        }
+        let mut pending = self.lock();
+        self.deliver_locked(&mut pending, message, redelivered)
+    }
+
+    /// Whether `tag` is waiting for an acknowledgement.
+    pub(crate) fn has_tag(&self, tag: u64) -> bool {
+        self.lock().unacked.iter().any(|u| u.tag == tag)
+    }
+
+    /// The tag of the oldest unacknowledged delivery of `message_id` (for
+    /// STOMP 1.0 and 1.1 clients, which acknowledge by message id).
+    pub(crate) fn tag_of(&self, message_id: &[u8]) -> Option<u64> {
+        let pending = self.lock();
+        pending
+            .unacked
+            .iter()
+            .find(|u| u.message.message_id().as_bytes() == message_id)
+            .map(|u| u.tag)
+    }
+
+    /// Removes the delivery `tag` (and, for a `client` subscription, every
+    /// earlier one) from the unacknowledged ones and returns them, oldest
+    /// first; `None` when `tag` is not waiting.
+    pub(crate) fn settle(&self, tag: u64) -> Option<Vec<Unacked>> {
+        let mut pending = self.lock();
+        let at = pending.unacked.iter().position(|u| u.tag == tag)?;
+        if self.ack == AckMode::Client {
+            Some(pending.unacked.drain(..=at).collect())
+        } else {
+            pending.unacked.remove(at).map(|u| vec![u])
+        }
+    }
+
+    /// Delivers topic messages held back by the prefetch bound.
+    pub(crate) fn refill(&self, limits: &Limits) -> usize {
+        let mut pending = self.lock();
+        let mut n = 0;
+        while pending.unacked.len() < limits.max_unacked {
+            let Some(message) = pending.backlog.pop_front() else { break };
+            self.deliver_locked(&mut pending, message, false);
+            n += 1;
+        }
+        n
+    }
+
+    /// Everything delivered and not acknowledged, oldest first; the
+    /// subscription ends.
+    pub(crate) fn take_unacked(&self) -> Vec<Arc<Message>> {
+        let mut pending = self.lock();
+        pending.backlog.clear();
+        pending.unacked.drain(..).map(|u| u.message).collect()
+    }
+}
