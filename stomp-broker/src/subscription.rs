@@ -48,6 +48,13 @@ struct Pending {
     backlog: VecDeque<Arc<Message>>,
 }
 
+/// Where `tag` is among unacknowledged deliveries. Tags come from one
+/// connection's counter and are recorded in delivery order, so the list is
+/// sorted by tag.
+fn position(unacked: &VecDeque<Unacked>, tag: u64) -> Option<usize> {
+    unacked.binary_search_by_key(&tag, |u| u.tag).ok()
+}
+
 /// One subscription of one session.
 #[derive(Debug)]
 pub(crate) struct Subscription {
@@ -158,7 +165,7 @@ impl Subscription {
 
     /// Whether `tag` is waiting for an acknowledgement.
     pub(crate) fn has_tag(&self, tag: u64) -> bool {
-        self.lock().unacked.iter().any(|u| u.tag == tag)
+        position(&self.lock().unacked, tag).is_some()
     }
 
     /// The tag of the oldest unacknowledged delivery of `message_id` (for
@@ -177,7 +184,7 @@ impl Subscription {
     /// first; `None` when `tag` is not waiting.
     pub(crate) fn settle(&self, tag: u64) -> Option<Vec<Unacked>> {
         let mut pending = self.lock();
-        let at = pending.unacked.iter().position(|u| u.tag == tag)?;
+        let at = position(&pending.unacked, tag)?;
         if self.ack == AckMode::Client {
             Some(pending.unacked.drain(..=at).collect())
         } else {

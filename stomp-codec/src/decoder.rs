@@ -239,10 +239,14 @@ impl Head {
             self.content_length = Some(content_length(value)?);
         }
         let value_start = start + name.len() + 1;
-        Ok(Entry {
-            name: field(name, start, escaping)?,
-            value: field(value, value_start, escaping)?,
-        })
+        // One scan of the line tells whether either field has escapes.
+        if escaping == Escaping::None || memchr(b'\\', line).is_none() {
+            return Ok(Entry {
+                name: Field::Span(start..value_start - 1),
+                value: Field::Span(value_start..value_start + value.len()),
+            });
+        }
+        Ok(Entry { name: field(name, start, escaping)?, value: field(value, value_start, escaping)? })
     }
 
     fn take_body(&mut self, command: Command, start: usize) -> Body {
@@ -259,7 +263,7 @@ impl Head {
 /// A header field as a range of the buffer, or unescaped into its own
 /// buffer when it contains escapes its frame allows.
 fn field(raw: &[u8], offset: usize, escaping: Escaping) -> Result<Field> {
-    if escaping != Escaping::None && memchr(b'\\', raw).is_some() {
+    if memchr(b'\\', raw).is_some() {
         return Ok(Field::Owned(unescape(raw, escaping)?));
     }
     Ok(Field::Span(offset..offset + raw.len()))

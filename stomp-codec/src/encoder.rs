@@ -33,8 +33,8 @@ pub fn encode_frame(frame: &Frame, version: Version, dst: &mut BytesMut) -> Resu
     let length = missing_content_length(frame)?;
     let head = head_len(frame.command(), frame.headers(), escaping)?;
     let body = frame.body();
-    dst.reserve(head + length.map_or(0, content_length_len) + 1 + body.len() + 1);
-    put_head(dst, frame.command(), frame.headers(), escaping);
+    dst.reserve(head.len + length.map_or(0, content_length_len) + 1 + body.len() + 1);
+    put_head(dst, frame.command(), frame.headers(), head.escaping());
     if let Some(len) = length {
         put_content_length(dst, len);
     }
@@ -54,14 +54,32 @@ pub(crate) fn missing_content_length(frame: &Frame) -> Result<Option<usize>> {
     }
 }
 
+/// The size of a frame's head on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLen {
+    /// Octets of the command line and header lines.
+    pub(crate) len: usize,
+    /// The escaping to write with, or `None` when no field has anything to
+    /// escape, so that fields are copied without looking at them again.
+    escaping: Escaping,
+}
+
+impl HeadLen {
+    pub(crate) fn escaping(self) -> Escaping {
+        self.escaping
+    }
+}
+
 /// The octets of the command line and header lines, checking that every
 /// header can be written with `escaping`.
-pub(crate) fn head_len(command: Command, headers: &Headers, escaping: Escaping) -> Result<usize> {
-    let mut len = command.as_str().len() + 1;
+pub(crate) fn head_len(command: Command, headers: &Headers, escaping: Escaping) -> Result<HeadLen> {
+    let command_line = command.as_str().len() + 1;
+    let (mut len, mut raw) = (command_line, command_line);
     for (name, value) in headers.iter() {
         len += header_len(name, value, escaping)?;
+        raw += name.len() + value.len() + 2;
     }
-    Ok(len)
+    Ok(HeadLen { len, escaping: if len == raw { Escaping::None } else { escaping } })
 }
 
 /// The octets of one header line, or an error when it cannot be written.

@@ -37,11 +37,28 @@ enum Class {
 }
 
 /// Octets that need attention in a header field: `\n`, `\r`, `:`, `\`.
-const fn class(b: u8) -> Class {
+const fn class_of(b: u8) -> Class {
     match b {
         b'\n' | b'\r' | b':' | b'\\' => Class::Special,
         _ => Class::Plain,
     }
+}
+
+/// [`class_of`] for every octet, so that the check is one load.
+static CLASS: [Class; 256] = {
+    let mut table = [Class::Plain; 256];
+    let mut b: u8 = 0;
+    loop {
+        table[b as usize] = class_of(b);
+        if b == u8::MAX {
+            break table;
+        }
+        b += 1;
+    }
+};
+
+fn class(b: u8) -> Class {
+    CLASS[usize::from(b)]
 }
 
 /// Whether a field can be copied to the wire unchanged.

@@ -5,7 +5,7 @@
 //! decided here. Each parser takes one complete line without its line
 //! ending, so `Incomplete` cannot occur.
 
-use nom::bytes::complete::{tag, take_till1, take_while1};
+use nom::bytes::complete::{tag, take_while1};
 use nom::combinator::{all_consuming, map_opt, map_res, rest};
 use nom::sequence::separated_pair;
 use nom::{IResult, Parser};
@@ -24,7 +24,17 @@ fn command(line: &[u8]) -> IResult<&[u8], Command> {
 /// and many clients send them raw (URLs, times). As RabbitMQ and ActiveMQ
 /// do, a raw colon in a value is accepted as part of the value.
 fn header(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    separated_pair(take_till1(|b| b == b':'), tag(&b":"[..]), rest).parse(line)
+    separated_pair(name, tag(&b":"[..]), rest).parse(line)
+}
+
+/// `header-name = 1*<any octet but ":", CR, LF>` (CR and LF cannot occur in
+/// a line). Equivalent to `take_till1(|b| b == b':')`, searching with
+/// `memchr` instead of octet by octet.
+fn name(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    match memchr::memchr(b':', input) {
+        Some(at) if at > 0 => Ok((&input[at..], &input[..at])),
+        _ => Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::TakeTill1))),
+    }
 }
 
 /// `content-length = 1*DIGIT`

@@ -113,8 +113,9 @@ impl PreparedFrame {
 
     fn encode_head(&self, version: Version) -> Result<Bytes> {
         let escaping = version.escaping(self.command());
-        let mut head = BytesMut::with_capacity(head_len(self.command(), self.headers(), escaping)?);
-        put_head(&mut head, self.command(), self.headers(), escaping);
+        let len = head_len(self.command(), self.headers(), escaping)?;
+        let mut head = BytesMut::with_capacity(len.len);
+        put_head(&mut head, self.command(), self.headers(), len.escaping());
         Ok(head.freeze())
     }
 
