@@ -50,6 +50,7 @@ pub enum QueueOverflow {
 /// | [`max_queue_messages`](Self::max_queue_messages) per queue | 100,000 | the [`QueueOverflow`] policy |
 /// | [`max_queue_bytes`](Self::max_queue_bytes) per queue | 64 MiB | the [`QueueOverflow`] policy |
 /// | [`max_destinations`](Self::max_destinations) | 100,000 | `ERROR`, close (or an error from the handle) |
+/// | [`max_frame_rate`](Self::max_frame_rate) per connection | none | reading pauses until the rate allows (TCP backpressure) |
 /// | [`frame`](Self::frame) | [`stomp_codec::Limits`] defaults: 8 MiB frames | `ERROR`, close |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,6 +75,12 @@ pub struct Limits {
     pub max_queue_bytes: usize,
     /// Destinations (topics with subscribers, queues in use) at once.
     pub max_destinations: usize,
+    /// Frames per second one connection may send, with a burst of as many;
+    /// past it the broker stops reading from the connection until the rate
+    /// allows more, so the client is slowed down by TCP, not cut off.
+    /// `None` (the default): no limit, as a broker measured for throughput
+    /// wants; set it for a service open to untrusted clients.
+    pub max_frame_rate: Option<u32>,
     /// Frame, body and header limits of the codec.
     pub frame: FrameLimits,
 }
@@ -90,6 +97,7 @@ impl Default for Limits {
             max_queue_messages: 100_000,
             max_queue_bytes: 64 * 1024 * 1024,
             max_destinations: 100_000,
+            max_frame_rate: None,
             frame: FrameLimits::default(),
         }
     }
@@ -128,6 +136,8 @@ impl Limits {
         max_queue_bytes: usize;
         /// Sets [`max_destinations`](Self::max_destinations).
         max_destinations: usize;
+        /// Sets [`max_frame_rate`](Self::max_frame_rate).
+        max_frame_rate: Option<u32>;
         /// Sets the codec's [`frame`](Self::frame) limits.
         frame: FrameLimits;
     }

@@ -82,6 +82,40 @@ struct Connection {
     last_write: Instant,
     phase: Phase,
     shutting_down: bool,
+    rate: Option<RateLimit>,
+    /// Reading is paused by the rate limit until then.
+    throttled: Option<Instant>,
+}
+
+/// A token bucket of frames.
+#[derive(Debug, Clone, Copy)]
+struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RateLimit {
+    fn new(per_second: u32, now: Instant) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self { per_second, tokens: per_second, refilled: now }
+    }
+
+    /// Whether a frame may be handled now; if not, when it may.
+    fn check(&mut self, now: Instant) -> Result<(), Instant> {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            return Ok(());
+        }
+        Err(now + Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+    }
+
+    /// Counts one frame handled.
+    fn consume(&mut self) {
+        self.tokens -= 1.0;
+    }
 }
 
 impl Connection {
@@ -89,6 +123,8 @@ impl Connection {
         let now = Instant::now();
         let codec = StompCodec::with_limits(shared.policy.limits.frame);
         Self {
+            rate: shared.policy.limits.max_frame_rate.map(|r| RateLimit::new(r, now)),
+            throttled: None,
             shared,
             stream,
             session,
@@ -128,6 +164,10 @@ impl Connection {
                     self.fail(StompError::new("server shutting down"), false);
                 }
                 () = &mut timer => {
+                    if self.throttled.is_some_and(|until| Instant::now() >= until) {
+                        self.throttled = None;
+                        self.process().await;
+                    }
                     if !self.on_timer() {
                         return true;
                     }
@@ -181,11 +221,21 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every complete frame read.
+    /// Decodes and handles every complete frame read (as far as the rate
+    /// limit allows).
     async fn process(&mut self) {
         while self.phase == Phase::Open {
+            if let Some(rate) = &mut self.rate {
+                if let Err(until) = rate.check(Instant::now()) {
+                    self.throttled = Some(until);
+                    return;
+                }
+            }
             let frame = match self.codec.decode_item(&mut self.rbuf) {
-                Ok(Some(Item::Frame(frame))) => frame,
+                Ok(Some(Item::Frame(frame))) => {
+                    self.rate.iter_mut().for_each(RateLimit::consume);
+                    frame
+                }
                 Ok(Some(Item::Heartbeat)) => continue,
                 Ok(None) => break,
                 Err(error) => {
@@ -249,7 +299,7 @@ impl Connection {
             return true;
         }
         let agreed = self.session.heartbeat();
-        if let Some(receive) = agreed.receive {
+        if let Some(receive) = agreed.receive.filter(|_| self.throttled.is_none()) {
             if now >= self.last_read + receive.mul_f64(heartbeat.tolerance) {
                 self.shared.stats.heartbeat_timeout(1);
                 let ms = receive.as_millis();
@@ -268,6 +318,9 @@ impl Connection {
     /// When the timer should next fire.
     fn deadline(&self) -> Instant {
         let mut deadline = Instant::now() + Duration::from_secs(3600);
+        if let Some(until) = self.throttled {
+            deadline = deadline.min(until);
+        }
         if let Phase::Closing(at) = self.phase {
             return deadline.min(at);
         }
