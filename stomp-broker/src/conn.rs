@@ -82,6 +82,8 @@ struct Connection {
     last_write: Instant,
     phase: Phase,
     shutting_down: bool,
+    /// The peer ended its side of the stream.
+    peer_closed: bool,
     rate: Option<RateLimit>,
     /// Reading is paused by the rate limit until then.
     throttled: Option<Instant>,
@@ -137,6 +139,7 @@ impl Connection {
             last_write: now,
             phase: Phase::Open,
             shutting_down: false,
+            peer_closed: false,
         }
     }
 
@@ -152,7 +155,7 @@ impl Connection {
                 && self.out.is_empty()
                 && self.session.outbox.pending_bytes() == 0
             {
-                return true;
+                return !self.peer_closed;
             }
             let can_read = self.phase == Phase::Open
                 && self.session.outbox.pending_bytes()
@@ -169,7 +172,7 @@ impl Connection {
                         self.process().await;
                     }
                     if !self.on_timer() {
-                        return true;
+                        return !self.peer_closed;
                     }
                 }
                 ready = self.stream.writable(), if !self.out.is_empty() => {
@@ -185,9 +188,13 @@ impl Connection {
                     }
                 }
                 ready = self.stream.readable(), if can_read => {
-                    match ready.and_then(|()| self.read()) {
-                        Ok(true) => self.process().await,
-                        Ok(false) | Err(_) => return false,
+                    let Ok(open) = ready.and_then(|()| self.read()) else { return false };
+                    // Frames that arrived just before the end of the stream
+                    // are handled, and their answers written, all the same.
+                    self.process().await;
+                    if !open {
+                        self.peer_closed = true;
+                        self.close_after_flush();
                     }
                 }
             }
