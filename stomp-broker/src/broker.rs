@@ -1,5 +1,6 @@
 //! The [`Broker`] handle and its builder.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -208,10 +209,10 @@ impl Broker {
     pub fn publish(
         &self,
         destination: &str,
-        headers: Headers,
+        headers: impl Borrow<Headers>,
         body: impl Into<Bytes>,
     ) -> Result<usize, PublishError> {
-        self.publish_ref(destination, &headers, &body.into())
+        self.publish_ref(destination, headers.borrow(), &body.into())
     }
 
     pub(crate) fn publish_ref(
@@ -233,10 +234,10 @@ impl Broker {
         &self,
         user: &str,
         destination: &str,
-        headers: Headers,
+        headers: impl Borrow<Headers>,
         body: impl Into<Bytes>,
     ) -> Result<usize, PublishError> {
-        self.deliver_user(user, destination, &headers, &body.into(), None)
+        self.deliver_user(user, destination, headers.borrow(), &body.into(), None)
     }
 
     pub(crate) fn deliver_user(

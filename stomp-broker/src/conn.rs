@@ -164,7 +164,7 @@ impl Connection {
                 biased;
                 () = token.cancelled(), if !self.shutting_down => {
                     self.shutting_down = true;
-                    self.fail(StompError::new("server shutting down"), false);
+                    self.fail(&StompError::new("server shutting down"), false);
                 }
                 () = &mut timer => {
                     if self.throttled.is_some_and(|until| Instant::now() >= until) {
@@ -232,11 +232,9 @@ impl Connection {
     /// limit allows).
     async fn process(&mut self) {
         while self.phase == Phase::Open {
-            if let Some(rate) = &mut self.rate {
-                if let Err(until) = rate.check(Instant::now()) {
-                    self.throttled = Some(until);
-                    return;
-                }
+            if let Some(Err(until)) = self.rate.as_mut().map(|rate| rate.check(Instant::now())) {
+                self.throttled = Some(until);
+                return;
             }
             let frame = match self.codec.decode_item(&mut self.rbuf) {
                 Ok(Some(Item::Frame(frame))) => {
@@ -246,7 +244,7 @@ impl Connection {
                 Ok(Some(Item::Heartbeat)) => continue,
                 Ok(None) => break,
                 Err(error) => {
-                    self.fail(StompError::from(error), false);
+                    self.fail(&StompError::from(error), false);
                     break;
                 }
             };
@@ -259,7 +257,7 @@ impl Connection {
                     }
                 }
                 Ok(Flow::Disconnect) => self.close_after_flush(),
-                Err(error) => self.fail(error, false),
+                Err(error) => self.fail(&error, false),
             }
         }
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
@@ -269,7 +267,7 @@ impl Connection {
     }
 
     /// Sends an `ERROR` frame, then closes.
-    fn fail(&mut self, error: StompError, discard_pending: bool) {
+    fn fail(&mut self, error: &StompError, discard_pending: bool) {
         tracing::debug!(session = ?self.session.is_connected(), message = %error.message, "closing connection with ERROR");
         self.session.outbox.seal(discard_pending);
         self.session.outbox.push_frame(error.to_frame());
@@ -288,7 +286,7 @@ impl Connection {
         let limit = self.shared.policy.limits.max_pending_bytes;
         let error = StompError::new("slow consumer")
             .detail(format!("More than {limit} bytes were waiting to be written to this connection; undelivered messages were dropped."));
-        self.fail(error, true);
+        self.fail(&error, true);
     }
 
     /// Heart-beats and timeouts; `false` when the connection must end now.
@@ -301,23 +299,27 @@ impl Connection {
         if !self.session.is_connected() {
             if now >= self.started + heartbeat.connect_timeout {
                 let secs = heartbeat.connect_timeout.as_secs_f64();
-                self.fail(StompError::new(format!("no CONNECT frame within {secs} s")), false);
+                self.fail(&StompError::new(format!("no CONNECT frame within {secs} s")), false);
             }
             return true;
         }
         let agreed = self.session.heartbeat();
-        if let Some(receive) = agreed.receive.filter(|_| self.throttled.is_none()) {
-            if now >= self.last_read + receive.mul_f64(heartbeat.tolerance) {
-                self.shared.stats.heartbeat_timeout(1);
-                let ms = receive.as_millis();
-                self.fail(StompError::new(format!("heart-beat timeout: nothing received within the agreed {ms} ms (with tolerance)")), false);
-                return true;
-            }
+        if let Some(receive) = agreed.receive.filter(|_| self.throttled.is_none())
+            && now >= self.last_read + receive.mul_f64(heartbeat.tolerance)
+        {
+            self.shared.stats.heartbeat_timeout(1);
+            let ms = receive.as_millis();
+            let message = format!(
+                "heart-beat timeout: nothing received within the agreed {ms} ms (with tolerance)"
+            );
+            self.fail(&StompError::new(message), false);
+            return true;
         }
-        if let Some(send) = agreed.send {
-            if now >= self.last_write + send && self.out.is_empty() {
-                self.out.tail.put_u8(b'\n');
-            }
+        if let Some(send) = agreed.send
+            && now >= self.last_write + send
+            && self.out.is_empty()
+        {
+            self.out.tail.put_u8(b'\n');
         }
         true
     }
@@ -335,11 +337,15 @@ impl Connection {
         if !self.session.is_connected() {
             return deadline.min(self.started + heartbeat.connect_timeout);
         }
+        // Every deadline here must move once acted on, or the timer would
+        // fire again at once: a beat is due only while nothing waits to be
+        // written (writing it moves `last_write`), and silence is not
+        // checked while the rate limit keeps the broker from reading.
         let agreed = self.session.heartbeat();
-        if let Some(send) = agreed.send {
+        if let Some(send) = agreed.send.filter(|_| self.out.is_empty()) {
             deadline = deadline.min(self.last_write + send);
         }
-        if let Some(receive) = agreed.receive {
+        if let Some(receive) = agreed.receive.filter(|_| self.throttled.is_none()) {
             deadline = deadline.min(self.last_read + receive.mul_f64(heartbeat.tolerance));
         }
         deadline

@@ -2,6 +2,7 @@
 //! ([`Authenticator`]), what may be sent and subscribed to
 //! ([`Interceptor`]), and application destinations ([`AppHandler`]).
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -259,11 +260,17 @@ impl AppContext {
     pub fn reply(
         &self,
         destination: &str,
-        headers: Headers,
+        headers: impl Borrow<Headers>,
         body: impl Into<Bytes>,
     ) -> Result<usize, crate::PublishError> {
         let user = self.session.principal.name();
-        self.broker.deliver_user(user, destination, &headers, &body.into(), Some(self.session.num))
+        self.broker.deliver_user(
+            user,
+            destination,
+            headers.borrow(),
+            &body.into(),
+            Some(self.session.num),
+        )
     }
 }
 

@@ -25,16 +25,14 @@ impl Session {
     /// Delivers a SEND that is not (or no longer) in a transaction.
     pub(super) async fn route(&mut self, frame: Frame) -> Result<(), StompError> {
         let destination = required(&frame, "destination")?.to_owned();
-        if let Some((prefix, handler)) = &self.shared.app {
-            if let Some(path) = destination.strip_prefix(prefix.as_str()) {
-                let context = AppContext {
-                    broker: Broker::from_shared(self.shared.clone()),
-                    session: self.info().clone(),
-                };
-                let (_, headers, body) = frame.into_parts();
-                let message = AppMessage { path: path.to_owned(), destination, headers, body };
-                return handler.handle(&context, message).await.map_err(StompError::from);
-            }
+        if let Some((prefix, handler)) = &self.shared.app
+            && let Some(path) = destination.strip_prefix(prefix.as_str())
+        {
+            let broker = Broker::from_shared(self.shared.clone());
+            let context = AppContext { broker, session: self.info().clone() };
+            let (_, headers, body) = frame.into_parts();
+            let message = AppMessage { path: path.to_owned(), destination, headers, body };
+            return handler.handle(&context, message).await.map_err(StompError::from);
         }
         let broker = Broker::from_shared(self.shared.clone());
         let result = match user_destination(&destination) {
