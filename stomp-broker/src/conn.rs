@@ -180,8 +180,11 @@ impl Connection {
                         return false;
                     }
                 }
-                status = std::future::poll_fn(|cx| self.session.outbox.poll_take(cx, &mut self.taken, WRITE_BATCH)),
-                    if self.out.len() < WRITE_BATCH => {
+                status = std::future::poll_fn(|cx| {
+                    // With a full write queue, only an overflow or a close wakes this.
+                    let room = WRITE_BATCH.saturating_sub(self.out.len());
+                    self.session.outbox.poll_take(cx, &mut self.taken, room)
+                }) => {
                     match status {
                         Status::Taken => self.encode_taken(),
                         Status::Overflowed => self.slow_consumer(),

@@ -52,6 +52,9 @@ struct Inner {
     /// Sum of the sizes of `items`.
     bytes: usize,
     waker: Option<Waker>,
+    /// Whether the waker wants to hear of new items, or only of an
+    /// overflow or a close (its write queue is full).
+    wants_items: bool,
     overflowed: bool,
     /// No more deliveries are taken (the connection is closing), but the
     /// session's own frames still are, and what waits is still written.
@@ -113,7 +116,7 @@ impl Outbox {
         }
         inner.items.push_back((item, size, droppable));
         inner.bytes += size;
-        wake(inner);
+        wake_for_items(inner);
         Offer::Queued
     }
 
@@ -137,7 +140,7 @@ impl Outbox {
         if inner.bytes + size <= limit || inner.items.is_empty() {
             inner.items.push_back((Outgoing::Message(delivery), size, true));
             inner.bytes += size;
-            wake(inner);
+            wake_for_items(inner);
             return Offer::Queued;
         }
         stats.slow_consumer(policy);
@@ -160,7 +163,7 @@ impl Outbox {
                 }
                 inner.items.push_back((Outgoing::Message(delivery), size, true));
                 inner.bytes += size;
-                wake(inner);
+                wake_for_items(inner);
                 Offer::Dropped
             }
         }
@@ -207,7 +210,9 @@ impl Outbox {
 
     /// Moves waiting items into `out`, up to about `max_bytes`; returns
     /// `Ready` when something was moved or the outbox overflowed, and
-    /// registers the task to be woken otherwise.
+    /// registers the task to be woken otherwise: on new items if
+    /// `max_bytes > 0`, and always on an overflow or a close (so that a
+    /// connection whose write queue is full still notices it must close).
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -228,6 +233,7 @@ impl Outbox {
         if taken > 0 {
             return Poll::Ready(Status::Taken);
         }
+        inner.wants_items = max_bytes > 0;
         if !inner.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             inner.waker = Some(cx.waker().clone());
         }
@@ -256,6 +262,13 @@ pub(crate) enum Status {
     Taken,
     /// The slow-consumer limit was passed: close the connection.
     Overflowed,
+}
+
+/// Wakes the draining task if it waits for items, after releasing the lock.
+fn wake_for_items(inner: MutexGuard<'_, Inner>) {
+    if inner.wants_items {
+        wake(inner);
+    }
 }
 
 /// Wakes the draining task, after releasing the lock.

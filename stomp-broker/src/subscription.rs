@@ -46,6 +46,23 @@ struct Pending {
     unacked: VecDeque<Unacked>,
     /// Topic messages that arrived while `unacked` was full.
     backlog: VecDeque<Arc<Message>>,
+    /// Octets of `backlog` (by [`Message::size`]); bounded by the
+    /// connection's `max_pending_bytes`, past which the slow-consumer
+    /// policy applies, as for any other subscriber.
+    backlog_bytes: usize,
+}
+
+impl Pending {
+    fn push_backlog(&mut self, message: Arc<Message>) {
+        self.backlog_bytes += message.size();
+        self.backlog.push_back(message);
+    }
+
+    fn pop_backlog(&mut self) -> Option<Arc<Message>> {
+        let message = self.backlog.pop_front()?;
+        self.backlog_bytes -= message.size();
+        Some(message)
+    }
 }
 
 /// Where `tag` is among unacknowledged deliveries. Tags come from one
@@ -109,8 +126,10 @@ impl Subscription {
         if pending.unacked.len() < limits.max_unacked && pending.backlog.is_empty() {
             return self.deliver_locked(&mut pending, message.clone(), false);
         }
-        if pending.backlog.len() < limits.max_unacked {
-            pending.backlog.push_back(message.clone());
+        if pending.backlog_bytes + message.size() <= limits.max_pending_bytes
+            || pending.backlog.is_empty()
+        {
+            pending.push_backlog(message.clone());
             return Offer::Queued;
         }
         stats.slow_consumer(policy);
@@ -122,8 +141,12 @@ impl Subscription {
             }
             SlowConsumerPolicy::DropNewest => Offer::Dropped,
             SlowConsumerPolicy::DropOldest => {
-                pending.backlog.pop_front();
-                pending.backlog.push_back(message.clone());
+                while pending.backlog_bytes + message.size() > limits.max_pending_bytes {
+                    if pending.pop_backlog().is_none() {
+                        break;
+                    }
+                }
+                pending.push_backlog(message.clone());
                 Offer::Dropped
             }
         }
@@ -197,7 +220,7 @@ impl Subscription {
         let mut pending = self.lock();
         let mut n = 0;
         while pending.unacked.len() < limits.max_unacked {
-            let Some(message) = pending.backlog.pop_front() else { break };
+            let Some(message) = pending.pop_backlog() else { break };
             self.deliver_locked(&mut pending, message, false);
             n += 1;
         }
@@ -209,6 +232,7 @@ impl Subscription {
     pub(crate) fn take_unacked(&self) -> Vec<Arc<Message>> {
         let mut pending = self.lock();
         pending.backlog.clear();
+        pending.backlog_bytes = 0;
         pending.unacked.drain(..).map(|u| u.message).collect()
     }
 }
