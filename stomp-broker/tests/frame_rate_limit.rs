@@ -12,7 +12,9 @@ use support::{TestBroker, body, send};
 // time, so the check below is exact, not a wall-clock race.
 #[tokio::test(start_paused = true)]
 async fn sender_over_the_rate_is_slowed_not_dropped() {
-    let broker = TestBroker::start(Broker::builder().limits(Limits::default().max_frame_rate(Some(50)))).await;
+    let broker =
+        TestBroker::start(Broker::builder().limits(Limits::default().max_frame_rate(Some(50))))
+            .await;
     let mut subscriber = broker.client("s").await;
     subscriber.subscribe("s", "/topic/rate", "auto").await;
     let mut publisher = broker.client("p").await;
@@ -26,7 +28,10 @@ async fn sender_over_the_rate_is_slowed_not_dropped() {
         assert_eq!(body(&subscriber.expect_message().await), n.to_string());
     }
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1900), "the rate limit held the sender back: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "the rate limit held the sender back: {elapsed:?}"
+    );
     drop((subscriber, publisher));
     broker.stop().await;
 }

@@ -28,6 +28,10 @@ use crate::{Command, Error, Escaping, Frame, Headers, Item, Limits, Result, Vers
 /// Headers a typical frame carries; the first allocation fits them.
 const TYPICAL_HEADERS: usize = 8;
 
+/// The most the decoder reserves in the read buffer at once for a body
+/// announced by `content-length`.
+const RESERVE_MAX: usize = 8 * 1024 * 1024;
+
 /// Progress through the command and header lines of a frame.
 #[derive(Debug)]
 struct Head {
@@ -197,7 +201,7 @@ impl Head {
     /// Fails early on a line or frame that can no longer fit its limit.
     fn check_partial_line(&self, limits: &Limits) -> Result<()> {
         // One octet of slack: the line may still end in CR LF.
-        if self.scanned - self.line_start > limits.max_header_line + 1 {
+        if self.scanned - self.line_start > limits.max_header_line.saturating_add(1) {
             return Err(Error::HeaderLineTooLong { limit: limits.max_header_line });
         }
         if self.scanned > limits.max_frame_size {
@@ -246,7 +250,10 @@ impl Head {
                 value: Field::Span(value_start..value_start + value.len()),
             });
         }
-        Ok(Entry { name: field(name, start, escaping)?, value: field(value, value_start, escaping)? })
+        Ok(Entry {
+            name: field(name, start, escaping)?,
+            value: field(value, value_start, escaping)?,
+        })
     }
 
     fn take_body(&mut self, command: Command, start: usize) -> Body {
@@ -287,12 +294,18 @@ impl Body {
         if len > limits.max_body_size {
             return Err(Error::BodyTooLarge { limit: limits.max_body_size });
         }
-        let end = self.start + len;
+        let too_large = Error::FrameTooLarge { limit: limits.max_frame_size };
+        // Checked: with "unlimited" (usize::MAX) limits a declared length
+        // could otherwise wrap around.
+        let end = self.start.checked_add(len).ok_or(too_large)?;
         if end >= limits.max_frame_size {
-            return Err(Error::FrameTooLarge { limit: limits.max_frame_size });
+            return Err(too_large);
         }
         if src.len() <= end {
-            src.reserve(end + 1 - src.len());
+            // Room for the rest of the frame at once, but never more than
+            // RESERVE_MAX in one go: a peer's declared length alone must not
+            // make the buffer huge before the octets arrive.
+            src.reserve((end + 1 - src.len()).min(RESERVE_MAX));
             return Ok(None);
         }
         if src[end] != 0 {

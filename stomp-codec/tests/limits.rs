@@ -87,3 +87,22 @@ fn limits_count_from_the_frame_not_the_connection() {
     let wire = b"SEND\nk:v\n\n0123456789\0".repeat(100);
     assert_eq!(decode_limited(&wire, limits()).unwrap().len(), 100);
 }
+
+#[test]
+fn unlimited_limits_do_not_overflow() {
+    let unlimited = Limits::default()
+        .max_frame_size(usize::MAX)
+        .max_body_size(usize::MAX)
+        .max_headers(usize::MAX)
+        .max_header_line(usize::MAX);
+    // A declared length that would wrap the frame's end around.
+    let wire = b"SEND\nx:\0\ncontent-length:18446744073709551577\n\n";
+    assert_eq!(decode_limited(wire, unlimited), Err(Error::FrameTooLarge { limit: usize::MAX }));
+    // A partial line under an unlimited line length just waits.
+    assert_eq!(decode_limited(b"SEND\nk:vvvv", unlimited), Ok(vec![]));
+    // A large declared body is not reserved in full before it arrives.
+    let mut codec = StompCodec::with_limits(unlimited);
+    let mut buf = BytesMut::from(&b"SEND\ncontent-length:1000000000000\n\n"[..]);
+    assert_eq!(codec.decode_item(&mut buf), Ok(None));
+    assert!(buf.capacity() < 64 * 1024 * 1024);
+}
