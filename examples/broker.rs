@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use stomp_broker::{Broker, Heartbeat, Limits, SlowConsumerPolicy};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// A plain STOMP broker.
 #[derive(Debug, Parser)]
@@ -36,6 +36,18 @@ struct Args {
     /// Shortest heart-beat interval the broker agrees to, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     min_heartbeat_ms: u64,
+    /// Listen backlog: connections the kernel holds before they are
+    /// accepted (tokio's default of 128 drops bursts of new connections).
+    #[arg(long, default_value_t = 4096)]
+    backlog: u32,
+}
+
+/// A listener with a backlog of `backlog`.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
@@ -51,7 +63,7 @@ fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(env_filter()).with_writer(std::io::stderr).init();
     let args = Args::parse();
-    let listener = match TcpListener::bind(args.tcp).await {
+    let listener = match listen(args.tcp, args.backlog) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(address = %args.tcp, %error, "cannot listen (--tcp)");

@@ -19,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use stomp_broker::codec::{Frame, Headers};
-use stomp_broker::{AppContext, AppHandler, AppMessage, Broker, Interceptor, Rejection, SessionInfo};
+use stomp_broker::{
+    AppContext, AppHandler, AppMessage, Broker, Interceptor, Rejection, SessionInfo,
+};
 use tokio::net::TcpListener;
 
 /// Only `admin` may send to `/topic/admin.*`; everything else is allowed.
@@ -30,7 +32,10 @@ impl Interceptor for AdminGuard {
     async fn on_send(&self, session: &SessionInfo, frame: &mut Frame) -> Result<(), Rejection> {
         let destination = frame.header_str("destination").unwrap_or_default();
         if destination.starts_with("/topic/admin.") && session.principal().name() != "admin" {
-            return Err(Rejection::new(format!("{} may not send to {destination}", session.principal())));
+            return Err(Rejection::new(format!(
+                "{} may not send to {destination}",
+                session.principal()
+            )));
         }
         Ok(())
     }
@@ -43,15 +48,23 @@ struct Shout;
 impl AppHandler for Shout {
     async fn handle(&self, context: &AppContext, message: AppMessage) -> Result<(), Rejection> {
         if message.path != "shout" {
-            return Err(Rejection::new(format!("no application destination {}", message.destination)));
+            return Err(Rejection::new(format!(
+                "no application destination {}",
+                message.destination
+            )));
         }
-        let text = std::str::from_utf8(&message.body).map_err(|_| Rejection::new("the body must be UTF-8 text"))?;
+        let text = std::str::from_utf8(&message.body)
+            .map_err(|_| Rejection::new("the body must be UTF-8 text"))?;
         let headers: Headers = [("content-type", "text/plain")].into_iter().collect();
         let shouted = Bytes::from(text.to_uppercase());
         let broker = context.broker();
-        let delivered = broker.publish("/topic/shouts", headers.clone(), shouted).map_err(|e| Rejection::new(e.to_string()))?;
+        let delivered = broker
+            .publish("/topic/shouts", headers.clone(), shouted)
+            .map_err(|e| Rejection::new(e.to_string()))?;
         let reply = format!("shouted to {delivered} subscribers");
-        context.reply("/queue/replies", headers, reply).map_err(|e| Rejection::new(e.to_string()))?;
+        context
+            .reply("/queue/replies", headers, reply)
+            .map_err(|e| Rejection::new(e.to_string()))?;
         Ok(())
     }
 }
@@ -59,7 +72,12 @@ impl AppHandler for Shout {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let addr: SocketAddr = std::env::args().nth(1).as_deref().unwrap_or("127.0.0.1:61614").parse().map_err(std::io::Error::other)?;
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:61614")
+        .parse()
+        .map_err(std::io::Error::other)?;
     let broker = Broker::builder().interceptor(AdminGuard).app_handler("/app/", Shout).build();
 
     // A subscriber in Rust: log what is shouted.
@@ -86,5 +104,7 @@ async fn main() -> std::io::Result<()> {
 
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "embedded broker listening");
-    broker.serve_with_shutdown(listener, async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await
+    broker
+        .serve_with_shutdown(listener, async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .await
 }

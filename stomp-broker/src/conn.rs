@@ -41,13 +41,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub(crate) async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: Option<SocketAddr>) {
     let _ = stream.set_nodelay(true);
     let Some(_slot) = shared.open_connection() else {
-        refuse(stream, &shared).await;
+        Box::pin(refuse(stream, &shared)).await;
         return;
     };
     let session = Session::new(shared.clone(), TransportKind::Tcp, peer);
     let mut conn = Connection::new(shared.clone(), stream, session);
     let linger = conn.run().await;
-    conn.finish(linger).await;
+    // Boxed, as are the rarer states inside `run`: a connection's future
+    // lives as long as the connection, so it is kept to what an idle one
+    // needs (see `tests::idle_connection_future_is_small`).
+    Box::pin(conn.finish(linger)).await;
 }
 
 /// Answers a connection over the limit with an `ERROR` frame.
@@ -169,7 +172,7 @@ impl Connection {
                 () = &mut timer => {
                     if self.throttled.is_some_and(|until| Instant::now() >= until) {
                         self.throttled = None;
-                        self.process().await;
+                        self.process_boxed().await;
                     }
                     if !self.on_timer() {
                         return !self.peer_closed;
@@ -194,7 +197,7 @@ impl Connection {
                     let Ok(open) = ready.and_then(|()| self.read()) else { return false };
                     // Frames that arrived just before the end of the stream
                     // are handled, and their answers written, all the same.
-                    self.process().await;
+                    self.process_boxed().await;
                     if !open {
                         self.peer_closed = true;
                         self.close_after_flush();
@@ -229,6 +232,13 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// [`process`](Self::process), boxed: its state (a frame being
+    /// handled, the hooks' futures) exists only during a read, so it is not
+    /// made part of every idle connection's future.
+    async fn process_boxed(&mut self) {
+        Box::pin(self.process()).await;
     }
 
     /// Decodes and handles every complete frame read (as far as the rate
@@ -364,7 +374,11 @@ impl Connection {
                 tracing::warn!(%error, %version, "a frame could not be encoded for this client; skipped");
             }
         }
-        self.taken = taken;
+        // Kept for the next batch only if small: idle connections hold
+        // no buffers.
+        if taken.capacity() <= 16 {
+            self.taken = taken;
+        }
         self.shared.stats.frames_out(frames);
         self.session.on_drained();
     }
@@ -399,7 +413,9 @@ impl Connection {
     }
 
     async fn drain_input(&mut self) {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would be part of every connection's
+        // future, for its whole life.
+        let mut sink = vec![0u8; 4096];
         let mut total = 0usize;
         while total < 1024 * 1024 {
             if self.stream.readable().await.is_err() {
@@ -573,5 +589,25 @@ struct TagText {
 impl TagText {
     fn as_str(&mut self) -> &str {
         std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection is a first-class figure: the task's
+    /// future is most of it. This pins the size so that a change that
+    /// grows it (a buffer on the stack, an unboxed rare state) is noticed.
+    #[tokio::test]
+    async fn idle_connection_future_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let shared = crate::Broker::builder().build().shared().clone();
+        let task = serve_tcp(shared, server, None);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1536, "the connection future grew to {size} bytes");
+        drop((task, client));
     }
 }

@@ -231,6 +231,10 @@ impl Outbox {
             out.push(item);
         }
         if taken > 0 {
+            if inner.items.is_empty() {
+                // An idle connection keeps no queue storage.
+                inner.items = VecDeque::new();
+            }
             return Poll::Ready(Status::Taken);
         }
         inner.wants_items = max_bytes > 0;

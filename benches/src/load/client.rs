@@ -1,0 +1,182 @@
+//! A STOMP 1.2 client session over a [`transport`](super::transport),
+//! speaking through our codec: [`StompCodec::decode_item`] in,
+//! [`encode_frame`] out.
+
+use std::net::IpAddr;
+
+use bytes::BytesMut;
+use stomp_codec::{Command, Frame, Item, StompCodec, Version, encode_frame};
+
+use super::transport::{self, Reader, Target, Writer};
+use super::{Error, Result};
+
+/// Receives frames: a read buffer and the decoder.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    io: Reader,
+    buf: BytesMut,
+    codec: StompCodec,
+    /// Spare room reserved before each read.
+    chunk: usize,
+}
+
+impl FrameReader {
+    fn new(io: Reader, chunk: usize) -> Self {
+        Self { io, buf: BytesMut::new(), codec: StompCodec::new(), chunk: chunk.max(256) }
+    }
+
+    /// The next frame; `None` when the broker closed the connection between
+    /// frames. Heart-beats are skipped. Cancel safe: a frame is decoded
+    /// only from octets already read, and reading loses nothing.
+    pub(crate) async fn next_frame(&mut self) -> Result<Option<Frame>> {
+        loop {
+            match self.codec.decode_item(&mut self.buf)? {
+                Some(Item::Frame(frame)) => return Ok(Some(frame)),
+                Some(Item::Heartbeat) => continue,
+                None => {}
+            }
+            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+                self.buf.reserve(self.chunk);
+            }
+            if self.io.read_into(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() && self.codec.is_idle() {
+                    Ok(None)
+                } else {
+                    Err(Error::new("the broker closed the connection in the middle of a frame"))
+                };
+            }
+        }
+    }
+
+    /// The next frame, which must be `command`; an `ERROR` frame or the end
+    /// of the connection is an error.
+    pub(crate) async fn expect(&mut self, command: Command) -> Result<Frame> {
+        match self.next_frame().await? {
+            Some(frame) if frame.command() == command => Ok(frame),
+            Some(frame) if frame.command() == Command::Error => Err(error_frame(&frame)),
+            Some(frame) => Err(Error::new(format!("expected {command}, got {}", frame.command()))),
+            None => Err(Error::new(format!("connection closed while waiting for {command}"))),
+        }
+    }
+
+    /// Frees the read buffer if it holds nothing (for idle connections).
+    pub(crate) fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// Sends frames: they are encoded into a buffer by [`push`](Self::push)
+/// and written together by [`flush`](Self::flush).
+#[derive(Debug)]
+pub(crate) struct FrameWriter {
+    io: Writer,
+    buf: BytesMut,
+    version: Version,
+}
+
+impl FrameWriter {
+    /// Encodes `frame` after what is already waiting.
+    pub(crate) fn push(&mut self, frame: &Frame) -> Result<()> {
+        encode_frame(frame, self.version, &mut self.buf)?;
+        Ok(())
+    }
+
+    /// Writes everything waiting.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.io.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Encodes and writes one frame.
+    pub(crate) async fn send(&mut self, frame: &Frame) -> Result<()> {
+        self.push(frame)?;
+        self.flush().await
+    }
+
+    /// Frees the write buffer (for idle connections).
+    pub(crate) fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// An open STOMP session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Frames from the broker.
+    pub(crate) reader: FrameReader,
+    /// Frames to the broker.
+    pub(crate) writer: FrameWriter,
+}
+
+impl Session {
+    /// Opens a transport connection and a STOMP 1.2 session on it, without
+    /// heart-beats; `read_chunk` is the read buffer's growth step.
+    pub(crate) async fn connect(
+        target: Target,
+        source: Option<IpAddr>,
+        read_chunk: usize,
+    ) -> Result<Self> {
+        let (read, write) = transport::open(target, source).await.map_err(|e| {
+            Error::new(format!("cannot connect to {} ({:?}): {e}", target.addr, target.kind))
+        })?;
+        let mut session = Self {
+            reader: FrameReader::new(read, read_chunk),
+            writer: FrameWriter { io: write, buf: BytesMut::new(), version: Version::V1_2 },
+        };
+        let connect = Frame::new(Command::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("host", "localhost")
+            .with_header("heart-beat", "0,0");
+        session.writer.send(&connect).await?;
+        let connected = session.reader.expect(Command::Connected).await?;
+        let version = connected.header("version").and_then(Version::from_bytes);
+        if version != Some(Version::V1_2) {
+            return Err(Error::new(format!(
+                "the broker answered CONNECT with version {:?}; STOMP 1.2 is needed",
+                connected.header_str("version")
+            )));
+        }
+        session.reader.codec.set_version(Version::V1_2);
+        Ok(session)
+    }
+
+    /// Subscribes to `destination` (auto ack) as subscription `id`, and
+    /// waits for the broker's receipt, so that the subscription is live
+    /// when this returns.
+    pub(crate) async fn subscribe(&mut self, id: &str, destination: &str) -> Result<()> {
+        let receipt = format!("sub-{id}");
+        let subscribe = Frame::new(Command::Subscribe)
+            .with_header("id", id.to_owned())
+            .with_header("destination", destination.to_owned())
+            .with_header("ack", "auto")
+            .with_header("receipt", receipt.clone());
+        self.writer.send(&subscribe).await?;
+        let answer = self.reader.expect(Command::Receipt).await?;
+        if answer.header("receipt-id") != Some(receipt.as_bytes()) {
+            return Err(Error::new(format!(
+                "expected receipt {receipt}, got {:?}",
+                answer.header_str("receipt-id")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An `ERROR` frame as an error: its `message` header and body.
+pub(crate) fn error_frame(frame: &Frame) -> Error {
+    let message = frame.header_str("message").unwrap_or("(no message header)");
+    let body = String::from_utf8_lossy(frame.body());
+    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if body.is_empty() {
+        Error::new(format!("ERROR from the broker: {message}"))
+    } else {
+        Error::new(format!("ERROR from the broker: {message}: {body}"))
+    }
+}
