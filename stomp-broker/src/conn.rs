@@ -606,7 +606,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let shared = crate::Broker::builder().build().shared().clone();
         let task = serve_tcp(shared, server, None);
-        let size = std::mem::size_of_val(&task);
+        let size = size_of_val(&task);
         assert!(size <= 1536, "the connection future grew to {size} bytes");
         drop((task, client));
     }

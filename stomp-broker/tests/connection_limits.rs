@@ -44,7 +44,7 @@ async fn connections_past_the_limit_are_refused_until_one_closes() {
     }
 
     // One leaves; its slot is free for the next.
-    extra::disconnect(clients.pop().unwrap()).await;
+    support::disconnect(clients.pop().unwrap()).await;
     extra::eventually("the disconnected client is no longer counted", || {
         handle.connection_count() == 2
     })
@@ -63,7 +63,7 @@ async fn connections_past_the_limit_are_refused_until_one_closes() {
 
     drop(late);
     for c in clients {
-        extra::disconnect(c).await;
+        support::disconnect(c).await;
     }
     extra::eventually("every client is gone", || handle.connection_count() == 0).await;
     broker.stop().await;

@@ -7,12 +7,12 @@ mod extra;
 mod support;
 
 use extra::{
-    QUIET, ack, ack_tag, bodies_of, disconnect, exchange, messages, names, publish_all, soon,
+    QUIET, ack, ack_tag, bodies_of, exchange, messages, names, publish_all, soon,
     subscribe_expecting, unsubscribe_frame,
 };
 use stomp_broker::{Broker, Limits};
 use stomp_codec::Frame;
-use support::{Client, TestBroker, body};
+use support::{Client, TestBroker, body, disconnect};
 
 /// How the first consumer goes away.
 #[derive(Debug, Clone, Copy)]

@@ -191,7 +191,7 @@ async fn hostile_clients_do_not_disturb_good_ones() {
         }
         let receipt = c.expect(Command::Receipt).await;
         assert_eq!(receipt.header_str("receipt-id"), Some("dribbled"));
-        extra::disconnect(c).await;
+        support::disconnect(c).await;
     });
 
     // 1. Random garbage, before and after CONNECT.
@@ -271,8 +271,8 @@ async fn hostile_clients_do_not_disturb_good_ones() {
     let (received, subscriber) = receiving.await.expect("subscriber");
     assert_eq!(received, sent, "the good subscriber received {received} of {sent} messages");
     assert!(sent >= 100, "the good clients exchanged only {sent} messages during the attacks");
-    extra::disconnect(publisher).await;
-    extra::disconnect(subscriber).await;
+    support::disconnect(publisher).await;
+    support::disconnect(subscriber).await;
     extra::eventually("every client is gone", || handle.connection_count() == 0).await;
     broker.stop().await;
 }

@@ -6,11 +6,10 @@ mod extra;
 mod support;
 
 use extra::{
-    QUIET, abort, ack, ack_tag, begin, commit, disconnect, exchange, exchange_expecting, in_tx,
-    names, soon,
+    QUIET, abort, ack, ack_tag, begin, commit, exchange, exchange_expecting, in_tx, names, soon,
 };
 use stomp_broker::{Broker, Limits};
-use support::{TestBroker, body, send};
+use support::{TestBroker, body, disconnect, send};
 
 #[tokio::test]
 async fn abort_discards_the_sends() {

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use stomp_codec::{Command, Frame, Item, StompCodec};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::support::{Client, WAIT, body, send};
+use crate::support::{Client, WAIT, body, disconnect, send};
 
 /// The next frame is an `ERROR`, and then the connection closes with no
 /// other frame; returns the `ERROR`.
@@ -53,16 +53,6 @@ pub async fn assert_round_trip(addr: SocketAddr, tag: &str) {
     assert_eq!(m.header_str("subscription"), Some("rt"));
     disconnect(subscriber).await;
     disconnect(publisher).await;
-}
-
-/// DISCONNECT with a receipt, then the server closes the connection.
-pub async fn disconnect(mut client: Client) {
-    let frame = Frame::new(Command::Disconnect).with_header("receipt", "bye");
-    client.send(frame).await;
-    let frames = client.expect_closed().await;
-    assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!(frames[0].command(), Command::Receipt, "{frames:?}");
-    assert_eq!(frames[0].header_str("receipt-id"), Some("bye"));
 }
 
 /// How a raw read ended.

@@ -140,16 +140,6 @@ pub async fn publish_all(client: &mut Client, destination: &str, bodies: &[Strin
     }
 }
 
-/// DISCONNECT with a receipt; the RECEIPT must come, then the end of stream.
-pub async fn disconnect(mut client: Client) {
-    let frame = Frame::new(Command::Disconnect).with_header("receipt", "bye");
-    client.send(frame).await;
-    let frames = client.expect_closed().await;
-    assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!(frames[0].command(), Command::Receipt, "{frames:?}");
-    assert_eq!(frames[0].header_str("receipt-id"), Some("bye"));
-}
-
 /// Waits until `condition` holds, polling; panics after `within`.
 pub async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;

@@ -211,3 +211,13 @@ pub fn send(destination: &str, body: &str) -> Frame {
 pub fn body(frame: &Frame) -> String {
     String::from_utf8_lossy(frame.body()).into_owned()
 }
+
+/// DISCONNECT with a receipt; the RECEIPT must come, then the end of stream.
+pub async fn disconnect(mut client: Client) {
+    let frame = Frame::new(Command::Disconnect).with_header("receipt", "bye");
+    client.send(frame).await;
+    let frames = client.expect_closed().await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].command(), Command::Receipt, "{frames:?}");
+    assert_eq!(frames[0].header_str("receipt-id"), Some("bye"));
+}
