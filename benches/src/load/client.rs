@@ -1,4 +1,4 @@
-//! A STOMP 1.2 client session over a [`transport`](super::transport),
+//! A STOMP 1.2 client session over one of the [`super::transport`] kinds,
 //! speaking through our codec: [`StompCodec::decode_item`] in,
 //! [`encode_frame`] out.
 
