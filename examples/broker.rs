@@ -1,10 +1,12 @@
-//! The plain broker: STOMP over TCP, open to any login.
+//! The plain broker: STOMP over TCP and over WebSocket, open to any login.
 //!
 //! Used by the interop tests and the benchmarks:
 //!
 //! ```text
-//! cargo run --release --example broker -- --tcp 127.0.0.1:61613
+//! cargo run --release --example broker -- --tcp 127.0.0.1:61613 --ws 127.0.0.1:15674
 //! ```
+//!
+//! The WebSocket endpoint is at `/stomp` (`ws://127.0.0.1:15674/stomp`).
 //!
 //! Stops gracefully on Ctrl-C or SIGTERM.
 
@@ -23,6 +25,9 @@ struct Args {
     /// Address for STOMP over TCP.
     #[arg(long, default_value = "127.0.0.1:61613")]
     tcp: SocketAddr,
+    /// Address for STOMP over WebSocket (endpoint `/stomp`); none by default.
+    #[arg(long)]
+    ws: Option<SocketAddr>,
     /// Most connections at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -70,6 +75,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ws_listener = match args.ws.map(|addr| listen(addr, args.backlog)).transpose() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = ?args.ws, %error, "cannot listen (--ws)");
+            return ExitCode::FAILURE;
+        }
+    };
     let interval = Duration::from_millis(args.min_heartbeat_ms);
     let broker = Broker::builder()
         .limits(
@@ -80,7 +92,12 @@ async fn main() -> ExitCode {
         .heartbeat(Heartbeat::default().min_send(interval).min_receive(interval))
         .slow_consumer(args.slow_consumer)
         .build();
-    tracing::info!(tcp = %args.tcp, "STOMP broker listening");
+    if let Some(listener) = ws_listener {
+        let broker = broker.clone();
+        tracing::info!(ws = ?args.ws, path = "/stomp", "STOMP over WebSocket listening");
+        tokio::spawn(async move { broker.serve_ws(listener, "/stomp").await });
+    }
+    tracing::info!(tcp = %args.tcp, "STOMP over TCP listening");
     match broker.serve_with_shutdown(listener, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

@@ -154,6 +154,15 @@ impl Broker {
     /// after a pause, as a server should survive them. The `Result` is kept
     /// for failures that end serving.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        self.accept_loop(listener, |stream, peer| self.serve_tcp(stream, Some(peer))).await
+    }
+
+    /// Accepts connections until shutdown, handing each to `serve`.
+    async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        serve: impl Fn(TcpStream, std::net::SocketAddr),
+    ) -> io::Result<()> {
         let token = self.shared.token.clone();
         loop {
             let accepted = tokio::select! {
@@ -161,9 +170,9 @@ impl Broker {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => self.serve_tcp(stream, Some(peer)),
+                Ok((stream, peer)) => serve(stream, peer),
                 Err(error) => {
-                    tracing::warn!(%error, "accepting a TCP connection failed; pausing");
+                    tracing::warn!(%error, "accepting a connection failed; pausing");
                     tokio::select! {
                         () = token.cancelled() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -190,6 +199,61 @@ impl Broker {
                 Ok(())
             }
         }
+    }
+
+    /// Accepts STOMP-over-WebSocket connections on `listener` until
+    /// [`shutdown`](Self::shutdown): the HTTP upgrade at `path` (other paths
+    /// get 404), subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp` (the
+    /// newest the client offers is echoed; a client offering none is
+    /// accepted too), then the session on a task of its own.
+    ///
+    /// # Errors
+    /// As [`serve`](Self::serve): none today.
+    pub async fn serve_ws(&self, listener: TcpListener, path: &str) -> io::Result<()> {
+        let path: Arc<str> = Arc::from(path);
+        self.accept_loop(listener, |stream, peer| {
+            self.serve_ws_tcp(stream, Some(peer), path.clone());
+        })
+        .await
+    }
+
+    /// Serves one accepted TCP connection as STOMP over WebSocket (the
+    /// upgrade at `path` first) on a task of its own.
+    pub fn serve_ws_tcp(
+        &self,
+        stream: TcpStream,
+        peer: Option<std::net::SocketAddr>,
+        path: Arc<str>,
+    ) {
+        let shared = self.shared.clone();
+        self.shared.tracker.spawn(crate::conn::serve_ws_tcp(shared, stream, peer, path));
+    }
+
+    /// Serves a WebSocket already upgraded by an HTTP framework (for
+    /// example from a hyper upgrade with
+    /// [`WebSocketStream::from_raw_socket`](crate::websocket::tokio_tungstenite::WebSocketStream::from_raw_socket)),
+    /// on a task of its own that the broker's shutdown waits for.
+    /// `protocol` is the STOMP version of the subprotocol agreed in the
+    /// upgrade (see [`negotiate_subprotocol`](crate::websocket::negotiate_subprotocol)),
+    /// which caps the version CONNECT may agree on.
+    pub fn serve_websocket<S>(
+        &self,
+        ws: tokio_tungstenite::WebSocketStream<S>,
+        peer: Option<std::net::SocketAddr>,
+        protocol: Option<stomp_codec::Version>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        self.shared.tracker.spawn(crate::conn::serve_websocket(shared, ws, peer, protocol));
+    }
+
+    /// The WebSocket limits this broker uses (message sizes bounded like
+    /// its STOMP frames, a small read buffer), for an HTTP framework that
+    /// upgrades connections itself.
+    #[must_use]
+    pub fn websocket_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        crate::conn::ws_config(&self.shared)
     }
 
     /// Serves one accepted TCP connection on a task of its own.

@@ -1,7 +1,9 @@
 //! An embeddable STOMP 1.0, 1.1 and 1.2 broker.
 //!
 //! Build a [`Broker`] with [`Broker::builder`], hand it a bound
-//! `TcpListener` ([`Broker::serve`]), and stop it with
+//! `TcpListener` ([`Broker::serve`] for STOMP over TCP,
+//! [`Broker::serve_ws`] for STOMP over WebSocket, or an already-upgraded
+//! WebSocket with [`Broker::serve_websocket`]), and stop it with
 //! [`Broker::shutdown`]. The library binds nothing, installs no signal
 //! handler and creates no runtime.
 //!
@@ -28,7 +30,8 @@
 //! # Layout
 //! - `broker`: [`Broker`] and [`BrokerBuilder`]; `config`: [`Limits`],
 //!   [`Heartbeat`], the policies.
-//! - `conn`: the TCP connection task.
+//! - `conn`: the connection task: the transport-independent core, `tcp`
+//!   and `ws` (STOMP over WebSocket).
 //! - `session`: the protocol state of one session, one file per command
 //!   group; `subscription`: ack modes and unacknowledged messages.
 //! - `router`: topics and queues; `outbox`: the bounded outbound queue.
@@ -59,5 +62,13 @@ pub use hooks::{
 pub use local::LocalSubscription;
 pub use message::Message;
 pub use stats::StatsSnapshot;
+
+/// STOMP over WebSocket: subprotocol negotiation for HTTP frameworks that
+/// upgrade connections themselves (then [`Broker::serve_websocket`]), and
+/// the WebSocket crate the broker uses, so that its types match.
+pub mod websocket {
+    pub use crate::conn::{SUBPROTOCOLS, negotiate_subprotocol};
+    pub use tokio_tungstenite;
+}
 /// The frame codec this broker is built on.
 pub use stomp_codec as codec;

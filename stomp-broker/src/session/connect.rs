@@ -15,10 +15,12 @@ impl Session {
             return Err(StompError::new(format!("expected CONNECT, got {}", frame.command()))
                 .detail("The first frame of a session must be CONNECT (or STOMP)."));
         }
-        let version = Version::negotiate(frame.header("accept-version")).ok_or_else(|| {
-            StompError::new("unsupported STOMP version")
-                .detail(format!("This server speaks STOMP {SUPPORTED}."))
-                .header("version", SUPPORTED)
+        let version = negotiate(frame.header("accept-version"), self.max_version).ok_or_else(|| {
+            let detail = match self.max_version {
+                Some(max) => format!("This server speaks STOMP {SUPPORTED}; the WebSocket subprotocol agreed allows up to {max}."),
+                None => format!("This server speaks STOMP {SUPPORTED}."),
+            };
+            StompError::new("unsupported STOMP version").detail(detail).header("version", SUPPORTED)
         })?;
         let (client_send, client_receive) = match version {
             Version::V1_0 => (0, 0),
@@ -56,6 +58,17 @@ impl Session {
     }
 }
 
+/// The version for an `accept-version` header, no newer than `max` (the
+/// WebSocket subprotocol's version, when one was agreed).
+fn negotiate(accept_version: Option<&[u8]>, max: Option<Version>) -> Option<Version> {
+    let Some(max) = max else { return Version::negotiate(accept_version) };
+    let Some(list) = accept_version else { return Some(Version::V1_0) };
+    list.split(|&b| b == b',')
+        .filter_map(|v| Version::from_bytes(v.trim_ascii()))
+        .filter(|v| *v <= max)
+        .max()
+}
+
 /// `heart-beat: cx,cy` in milliseconds; absent means `0,0`.
 fn parse_heart_beat(value: Option<&[u8]>) -> Result<(u64, u64), StompError> {
     let Some(value) = value else { return Ok((0, 0)) };
@@ -71,7 +84,15 @@ fn parse_heart_beat(value: Option<&[u8]>) -> Result<(u64, u64), StompError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_heart_beat;
+    use super::{Version, negotiate, parse_heart_beat};
+
+    #[test]
+    fn subprotocol_caps_the_version() {
+        assert_eq!(negotiate(Some(b"1.1,1.2"), Some(Version::V1_1)), Some(Version::V1_1));
+        assert_eq!(negotiate(Some(b"1.2"), Some(Version::V1_1)), None);
+        assert_eq!(negotiate(None, Some(Version::V1_2)), Some(Version::V1_0));
+        assert_eq!(negotiate(Some(b"1.0,1.2"), None), Some(Version::V1_2));
+    }
 
     #[test]
     fn heart_beat_header() {

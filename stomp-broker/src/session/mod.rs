@@ -51,6 +51,8 @@ pub(crate) struct Session {
     /// Set by a successful CONNECT.
     info: Option<SessionInfo>,
     heartbeat: Negotiated,
+    /// The newest version CONNECT may agree on (a WebSocket subprotocol's).
+    max_version: Option<Version>,
     subscriptions: HashMap<Bytes, Arc<Subscription>>,
     transactions: HashMap<Bytes, Vec<TxOp>>,
 }
@@ -70,9 +72,16 @@ impl Session {
             peer,
             info: None,
             heartbeat: Negotiated::default(),
+            max_version: None,
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
         }
+    }
+
+    /// Caps the version CONNECT may agree on (with `None`, no cap): the
+    /// version of the WebSocket subprotocol agreed in the upgrade.
+    pub(crate) fn cap_version(&mut self, max: Option<Version>) {
+        self.max_version = max;
     }
 
     /// Whether CONNECT succeeded.
