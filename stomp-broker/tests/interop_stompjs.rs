@@ -1,0 +1,155 @@
+//! Interoperability of the WebSocket transport with the JavaScript client
+//! `@stomp/stompjs` (over the `ws` package, in Node): a broker serving
+//! STOMP over WebSocket on an ephemeral port, driven by
+//! `tests/interop/stompjs/interop.mjs` (CONNECT and the subprotocols,
+//! topics, receipts, queues with client-individual ACK/NACK, transactions,
+//! heart-beats, 1 MiB binary and text bodies, a clean `deactivate()`), and
+//! the same broker over TCP and WebSocket at once (messages cross both ways).
+//!
+//! The script needs `node` and the pinned packages of
+//! `tests/interop/stompjs/package-lock.json`, which `scripts/ensure-node`
+//! installs into `tests/interop/stompjs/node_modules`. Without them these
+//! tests fail (they never skip): run `scripts/ensure-node` first.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use stomp_broker::Broker;
+use tokio::net::TcpListener;
+
+/// The whole script must finish within this (it takes about 6 s; it has a
+/// watchdog of its own at 45 s).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The WebSocket endpoint's path.
+const WS_PATH: &str = "/stomp";
+
+/// The workspace root: `CARGO_MANIFEST_DIR/..`.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate is in a workspace")
+        .to_path_buf()
+}
+
+/// Reads all of a child's pipe on a thread of its own.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Runs `node tests/interop/stompjs/interop.mjs ARGS...` from the workspace
+/// root, without blocking the runtime (the broker serves on it meanwhile),
+/// and asserts that it succeeded with its summary line.
+async fn run_script(args: &[String]) {
+    let root = workspace_root();
+    let dir = root.join("tests/interop/stompjs");
+    let script = dir.join("interop.mjs");
+    assert!(script.exists(), "{} is missing", script.display());
+    for package in ["@stomp/stompjs", "ws"] {
+        let manifest = dir.join("node_modules").join(package).join("package.json");
+        assert!(
+            manifest.exists(),
+            "{} is missing: run scripts/ensure-node (from the workspace root) to install the pinned \
+             Node packages (tests/interop/stompjs/package-lock.json), then run the tests again",
+            manifest.display()
+        );
+    }
+
+    let mut child = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run node ({e}): install Node.js 20 or later (apt-get install nodejs npm)"
+            )
+        });
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+
+    let started = Instant::now();
+    let status: Option<ExitStatus> = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let report = format!(
+        "node interop.mjs {}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
+        args.join(" ")
+    );
+
+    let Some(status) = status else {
+        panic!("stompjs interop script did not finish within {SCRIPT_TIMEOUT:?}\n{report}");
+    };
+    assert!(status.success(), "stompjs interop script failed ({status})\n{report}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("stompjs interop: ") && last.ends_with(" checks passed"),
+        "the script succeeded without its final summary line\n{report}"
+    );
+    eprintln!("{last}");
+}
+
+/// Binds 127.0.0.1 on an ephemeral port.
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_client_interoperates_over_websocket() {
+    let broker = Broker::builder().build();
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("local addr");
+    let serving = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.serve_ws(listener, WS_PATH).await }
+    });
+
+    run_script(&[format!("ws://{addr}{WS_PATH}")]).await;
+
+    broker.shutdown().await;
+    serving.await.expect("serve_ws task").expect("serve_ws");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_between_tcp_and_stompjs_over_websocket() {
+    let broker = Broker::builder().build();
+    let ws_listener = bind().await;
+    let ws_addr = ws_listener.local_addr().expect("local addr");
+    let tcp_listener = bind().await;
+    let tcp_addr = tcp_listener.local_addr().expect("local addr");
+    let serving_ws = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.serve_ws(ws_listener, WS_PATH).await }
+    });
+    let serving_tcp = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.serve(tcp_listener).await }
+    });
+
+    run_script(&[format!("ws://{ws_addr}{WS_PATH}"), tcp_addr.port().to_string()]).await;
+
+    broker.shutdown().await;
+    serving_ws.await.expect("serve_ws task").expect("serve_ws");
+    serving_tcp.await.expect("serve task").expect("serve");
+}
