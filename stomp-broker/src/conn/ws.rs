@@ -34,6 +34,7 @@ use super::tcp::too_many_connections;
 use super::{CLOSE_GRACE, Core, Tick, with_extra_headers};
 use crate::TransportKind;
 use crate::broker::Shared;
+use crate::error::StompError;
 use crate::outbox::{Outgoing, Status};
 use crate::session::Session;
 
@@ -151,6 +152,7 @@ pub(crate) async fn serve_websocket<S>(
         core: Core::new(shared.clone(), session),
         stream,
         out: Writer { sink, pending: VecDeque::new(), pending_bytes: 0, unflushed: false },
+        close_code: CloseCode::Normal,
     };
     conn.run().await;
     Box::pin(conn.finish()).await;
@@ -185,6 +187,8 @@ struct Connection<S> {
     core: Core,
     stream: SplitStream<WebSocketStream<S>>,
     out: Writer<S>,
+    /// The close code to end with, unless the broker is shutting down.
+    close_code: CloseCode,
 }
 
 /// The sending half, with the messages waiting for it.
@@ -294,6 +298,23 @@ where
                 self.core.peer_closed();
                 return true;
             }
+            Some(Err(WsError::Capacity(error))) => {
+                // Answered like an oversized STOMP frame on TCP: an ERROR,
+                // then the close code for a message too big (RFC 6455 1009).
+                let limit = self
+                    .core
+                    .shared
+                    .policy
+                    .limits
+                    .frame
+                    .max_frame_size
+                    .saturating_add(MESSAGE_SLACK);
+                let error = StompError::new("WebSocket message too large")
+                    .detail(format!("{error}. A message may be at most {limit} bytes."));
+                self.close_code = CloseCode::Size;
+                self.core.fail(&error, false);
+                return true;
+            }
             Some(Err(error)) => {
                 tracing::debug!(%error, "WebSocket read failed");
                 return false;
@@ -336,7 +357,7 @@ where
     /// close the WebSocket (close handshake, bounded by the grace period).
     async fn finish(mut self) {
         self.core.session.close();
-        let code = if self.core.shutting_down { CloseCode::Away } else { CloseCode::Normal };
+        let code = if self.core.shutting_down { CloseCode::Away } else { self.close_code };
         let closing = async {
             if self.out.write_all().await.is_err() {
                 return;
