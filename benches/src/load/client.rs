@@ -1,6 +1,6 @@
 //! A STOMP 1.2 client session over one of the [`super::transport`] kinds,
 //! speaking through our codec: [`StompCodec::decode_item`] in,
-//! [`encode_frame`] out.
+//! [`encode_frame`] out (over WebSocket, one message per frame).
 
 use std::net::IpAddr;
 
@@ -73,6 +73,8 @@ impl FrameReader {
 pub(crate) struct FrameWriter {
     io: Writer,
     buf: BytesMut,
+    /// Where each frame in `buf` ends (one WebSocket message per frame).
+    ends: Vec<usize>,
     version: Version,
 }
 
@@ -80,14 +82,16 @@ impl FrameWriter {
     /// Encodes `frame` after what is already waiting.
     pub(crate) fn push(&mut self, frame: &Frame) -> Result<()> {
         encode_frame(frame, self.version, &mut self.buf)?;
+        self.ends.push(self.buf.len());
         Ok(())
     }
 
     /// Writes everything waiting.
     pub(crate) async fn flush(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
-            self.io.write_all(&self.buf).await?;
+            self.io.write_frames(&mut self.buf, &self.ends).await?;
             self.buf.clear();
+            self.ends.clear();
         }
         Ok(())
     }
@@ -102,6 +106,7 @@ impl FrameWriter {
     pub(crate) fn release_buffer(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
+            self.ends = Vec::new();
         }
     }
 }
@@ -123,12 +128,17 @@ impl Session {
         source: Option<IpAddr>,
         read_chunk: usize,
     ) -> Result<Self> {
-        let (read, write) = transport::open(target, source).await.map_err(|e| {
+        let (read, write) = transport::open(&target, source, read_chunk).await.map_err(|e| {
             Error::new(format!("cannot connect to {} ({:?}): {e}", target.addr, target.kind))
         })?;
         let mut session = Self {
             reader: FrameReader::new(read, read_chunk),
-            writer: FrameWriter { io: write, buf: BytesMut::new(), version: Version::V1_2 },
+            writer: FrameWriter {
+                io: write,
+                buf: BytesMut::new(),
+                ends: Vec::new(),
+                version: Version::V1_2,
+            },
         };
         let connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.2")

@@ -2,8 +2,8 @@
 //! `stomp-codec`, and the scenarios that drive them.
 //!
 //! # Layout
-//! - `transport`: how octets reach the broker (TCP; a WebSocket variant is
-//!   one more arm of its enums).
+//! - `transport`: how octets reach the broker (TCP, or WebSocket with
+//!   `--transport ws`; one arm of its enums each).
 //! - `client`: a STOMP session over a transport: `CONNECT`, `SUBSCRIBE`
 //!   with a receipt, frames in and out through our codec.
 //! - `body`: the 16-octet stamp at the front of every message body
@@ -35,6 +35,10 @@ pub(crate) struct Common {
     /// How to reach the broker.
     #[arg(long, global = true, value_enum, default_value_t = transport::Kind::Tcp)]
     pub(crate) transport: transport::Kind,
+    /// The path of the broker's WebSocket endpoint (`--transport ws`):
+    /// the URL is `ws://TARGET/PATH`.
+    #[arg(long, global = true, default_value = "/stomp")]
+    pub(crate) ws_path: String,
     /// Local addresses to connect from, round robin (e.g.
     /// 127.0.0.1,127.0.0.2), to open more connections than one address
     /// has ephemeral ports.
@@ -60,7 +64,11 @@ pub(crate) struct Common {
 impl Common {
     /// The transport target.
     pub(crate) fn target(&self) -> transport::Target {
-        transport::Target { kind: self.transport, addr: self.target }
+        transport::Target {
+            kind: self.transport,
+            addr: self.target,
+            ws_path: self.ws_path.as_str().into(),
+        }
     }
 
     /// The source address of connection number `i`, if any were given.

@@ -43,6 +43,10 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// tungstenite's read buffer, allocated for every connection: small, since
 /// most connections are idle most of the time.
 const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite writes to the socket once this much is buffered, and on
+/// flush: a batch of messages goes out in a few writes, not one per
+/// message, while what an idle connection keeps of the buffer stays small.
+const WRITE_BUFFER: usize = 16 * 1024;
 /// Room above the STOMP frame limit for a WebSocket message carrying
 /// heart-beats or the start of the next frame too.
 const MESSAGE_SLACK: usize = 64 * 1024;
@@ -74,7 +78,7 @@ pub(crate) fn config(shared: &Shared) -> WebSocketConfig {
     let max = shared.policy.limits.frame.max_frame_size.saturating_add(MESSAGE_SLACK);
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
 }
@@ -335,8 +339,10 @@ where
     fn encode_taken(&mut self) {
         let version = self.core.session.version();
         let (pending, pending_bytes) = (&mut self.out.pending, &mut self.out.pending_bytes);
+        // One buffer for the batch, split into one message per frame: the
+        // messages share its allocation.
+        let mut out = BytesMut::new();
         self.core.encode_taken(|item| {
-            let mut out = BytesMut::new();
             let encoded = match item {
                 Outgoing::Frame(frame) => encode_frame(&frame, version, &mut out),
                 Outgoing::Message(delivery) => with_extra_headers(&delivery, |extra| {
@@ -345,8 +351,9 @@ where
             };
             match encoded {
                 Ok(()) => {
-                    *pending_bytes += out.len();
-                    pending.push_back(message(out.freeze()));
+                    let frame = out.split().freeze();
+                    *pending_bytes += frame.len();
+                    pending.push_back(message(frame));
                 }
                 Err(error) => tracing::warn!(%error, %version, "a frame could not be encoded for this client; skipped"),
             }
