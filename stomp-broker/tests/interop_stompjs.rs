@@ -13,8 +13,6 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,28 +26,11 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The WebSocket endpoint's path.
 const WS_PATH: &str = "/stomp";
 
-/// The workspace root: `CARGO_MANIFEST_DIR/..`.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate is in a workspace")
-        .to_path_buf()
-}
-
-/// Reads all of a child's pipe on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
 /// Runs `node tests/interop/stompjs/interop.mjs ARGS...` from the workspace
 /// root, without blocking the runtime (the broker serves on it meanwhile),
 /// and asserts that it succeeded with its summary line.
 async fn run_script(args: &[String]) {
-    let root = workspace_root();
+    let root = support::workspace_root();
     let dir = root.join("tests/interop/stompjs");
     let script = dir.join("interop.mjs");
     assert!(script.exists(), "{} is missing", script.display());
@@ -76,8 +57,8 @@ async fn run_script(args: &[String]) {
                 "cannot run node ({e}): install Node.js 20 or later (apt-get install nodejs npm)"
             )
         });
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
+    let stdout = support::drain(child.stdout.take().expect("stdout"));
+    let stderr = support::drain(child.stderr.take().expect("stderr"));
 
     let started = Instant::now();
     let status: Option<ExitStatus> = loop {

@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,26 +18,9 @@ use support::TestBroker;
 /// The whole script must finish within this (it takes about 10 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The workspace root: `CARGO_MANIFEST_DIR/..`.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate is in a workspace")
-        .to_path_buf()
-}
-
-/// Reads all of a child's pipe on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_py_client_interoperates() {
-    let root = workspace_root();
+    let root = support::workspace_root();
     let python = root.join(".venv/bin/python");
     let script = root.join("tests/interop/stomppy_interop.py");
     assert!(
@@ -61,8 +42,8 @@ async fn stomp_py_client_interoperates() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
+    let stdout = support::drain(child.stdout.take().expect("stdout"));
+    let stderr = support::drain(child.stderr.take().expect("stderr"));
 
     // Poll without blocking the runtime: the broker serves on it meanwhile.
     let started = Instant::now();

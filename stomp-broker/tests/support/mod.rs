@@ -221,3 +221,20 @@ pub async fn disconnect(mut client: Client) {
     assert_eq!(frames[0].command(), Command::Receipt, "{frames:?}");
     assert_eq!(frames[0].header_str("receipt-id"), Some("bye"));
 }
+
+/// The workspace root: `CARGO_MANIFEST_DIR/..`.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate is in a workspace")
+        .to_path_buf()
+}
+
+/// Reads all of a child process's pipe on a thread of its own.
+pub fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
