@@ -13,8 +13,8 @@
 
 mod support;
 
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use stomp_broker::Broker;
 use tokio::net::TcpListener;
@@ -44,51 +44,10 @@ async fn run_script(args: &[String]) {
         );
     }
 
-    let mut child = Command::new("node")
-        .arg(&script)
-        .args(args)
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run node ({e}): install Node.js 20 or later (apt-get install nodejs npm)"
-            )
-        });
-    let stdout = support::drain(child.stdout.take().expect("stdout"));
-    let stderr = support::drain(child.stderr.take().expect("stderr"));
-
-    let started = Instant::now();
-    let status: Option<ExitStatus> = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let report = format!(
-        "node interop.mjs {}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
-        args.join(" ")
-    );
-
-    let Some(status) = status else {
-        panic!("stompjs interop script did not finish within {SCRIPT_TIMEOUT:?}\n{report}");
-    };
-    assert!(status.success(), "stompjs interop script failed ({status})\n{report}");
-    let last = stdout.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("stompjs interop: ") && last.ends_with(" checks passed"),
-        "the script succeeded without its final summary line\n{report}"
-    );
-    eprintln!("{last}");
+    let mut command = Command::new("node");
+    command.arg(&script).args(args).current_dir(&root);
+    let hint = "install Node.js 20 or later (apt-get install nodejs npm)";
+    support::run_interop(command, "stompjs interop", hint, SCRIPT_TIMEOUT).await;
 }
 
 /// Binds 127.0.0.1 on an ephemeral port.

@@ -10,8 +10,8 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::TestBroker;
 
@@ -32,45 +32,13 @@ async fn stomp_py_client_interoperates() {
     assert!(script.exists(), "{} is missing", script.display());
 
     let broker = TestBroker::default().await;
-    let mut child = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(&script)
         .arg(broker.addr.port().to_string())
         .current_dir(&root)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let stdout = support::drain(child.stdout.take().expect("stdout"));
-    let stderr = support::drain(child.stderr.take().expect("stderr"));
-
-    // Poll without blocking the runtime: the broker serves on it meanwhile.
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let report = format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
-
-    let Some(status) = status else {
-        panic!("stomp.py interop script did not finish within {SCRIPT_TIMEOUT:?}\n{report}");
-    };
-    assert!(status.success(), "stomp.py interop script failed ({status})\n{report}");
-    let last = stdout.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("stomp.py interop: ") && last.ends_with(" checks passed"),
-        "the script succeeded without its final summary line\n{report}"
-    );
-    eprintln!("{last}");
+        .env("PYTHONUNBUFFERED", "1");
+    support::run_interop(command, "stomp.py interop", "run scripts/ensure-venv", SCRIPT_TIMEOUT)
+        .await;
     broker.stop().await;
 }

@@ -238,3 +238,49 @@ pub fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::Join
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+/// Runs an interop script from `command` without blocking the runtime (the
+/// broker serves on it meanwhile), for at most `timeout`, and asserts that
+/// it succeeded and ended with its summary line, `"{name}: N checks
+/// passed"`. `hint` says what to install when the program cannot be run.
+pub async fn run_interop(
+    mut command: std::process::Command,
+    name: &str,
+    hint: &str,
+    timeout: Duration,
+) {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?} ({e}): {hint}"));
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let report = format!("{command:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
+    let Some(status) = status else {
+        panic!("{name} script did not finish within {timeout:?}\n{report}");
+    };
+    assert!(status.success(), "{name} script failed ({status})\n{report}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("{name}: ")) && last.ends_with(" checks passed"),
+        "the script succeeded without its final summary line\n{report}"
+    );
+    eprintln!("{last}");
+}
