@@ -47,6 +47,7 @@ pub enum QueueOverflow {
 /// | [`max_pending_bytes`](Self::max_pending_bytes) per connection | 4 MiB | the [`SlowConsumerPolicy`] |
 /// | [`max_transactions`](Self::max_transactions) per connection | 16 | `ERROR`, close |
 /// | [`max_transaction_frames`](Self::max_transaction_frames) | 1,000 | `ERROR`, close |
+/// | [`max_transaction_bytes`](Self::max_transaction_bytes) per connection | 16 MiB | `ERROR`, close |
 /// | [`max_queue_messages`](Self::max_queue_messages) per queue | 100,000 | the [`QueueOverflow`] policy |
 /// | [`max_queue_bytes`](Self::max_queue_bytes) per queue | 64 MiB | the [`QueueOverflow`] policy |
 /// | [`max_destinations`](Self::max_destinations) | 100,000 | `ERROR`, close (or an error from the handle) |
@@ -69,6 +70,10 @@ pub struct Limits {
     pub max_transactions: usize,
     /// Frames (SEND, ACK, NACK) buffered in one transaction.
     pub max_transaction_frames: usize,
+    /// Octets of SEND frames (headers and bodies) held in all the open
+    /// transactions of one connection: without it, frames of up to the
+    /// frame limit times the two bounds above could be held.
+    pub max_transaction_bytes: usize,
     /// Messages a queue keeps while nobody consumes them.
     pub max_queue_messages: usize,
     /// Body bytes a queue keeps while nobody consumes them.
@@ -94,6 +99,7 @@ impl Default for Limits {
             max_pending_bytes: 4 * 1024 * 1024,
             max_transactions: 16,
             max_transaction_frames: 1_000,
+            max_transaction_bytes: 16 * 1024 * 1024,
             max_queue_messages: 100_000,
             max_queue_bytes: 64 * 1024 * 1024,
             max_destinations: 100_000,
@@ -130,6 +136,8 @@ impl Limits {
         max_transactions: usize;
         /// Sets [`max_transaction_frames`](Self::max_transaction_frames).
         max_transaction_frames: usize;
+        /// Sets [`max_transaction_bytes`](Self::max_transaction_bytes).
+        max_transaction_bytes: usize;
         /// Sets [`max_queue_messages`](Self::max_queue_messages).
         max_queue_messages: usize;
         /// Sets [`max_queue_bytes`](Self::max_queue_bytes).

@@ -55,6 +55,8 @@ pub(crate) struct Session {
     max_version: Option<Version>,
     subscriptions: HashMap<Bytes, Arc<Subscription>>,
     transactions: HashMap<Bytes, Vec<TxOp>>,
+    /// Octets of the SEND frames held in `transactions`.
+    transaction_bytes: usize,
 }
 
 impl Session {
@@ -75,6 +77,7 @@ impl Session {
             max_version: None,
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
+            transaction_bytes: 0,
         }
     }
 
@@ -169,6 +172,7 @@ impl Session {
     pub(crate) fn close(&mut self) {
         self.outbox.close();
         self.transactions.clear();
+        self.transaction_bytes = 0;
         for (_, sub) in self.subscriptions.drain() {
             self.shared.router.unsubscribe(&sub, &self.shared.policy.limits);
         }

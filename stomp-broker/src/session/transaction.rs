@@ -18,6 +18,19 @@ pub(crate) enum TxOp {
     Ack { sub: Arc<Subscription>, tag: u64, nack: bool },
 }
 
+impl TxOp {
+    /// Octets held: a SEND's headers and body.
+    fn size(&self) -> usize {
+        match self {
+            Self::Send(frame) => {
+                frame.body().len()
+                    + frame.headers().iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+            }
+            Self::Ack { .. } => 0,
+        }
+    }
+}
+
 fn unknown(tx: &[u8]) -> StompError {
     StompError::new(format!("unknown transaction '{}'", String::from_utf8_lossy(tx)))
         .detail("The transaction was never begun, or was already committed or aborted.")
@@ -45,6 +58,7 @@ impl Session {
     pub(super) async fn commit(&mut self, frame: &Frame) -> Outcome {
         let tx = required(frame, "transaction")?;
         let ops = self.transactions.remove(tx.as_bytes()).ok_or_else(|| unknown(tx.as_bytes()))?;
+        self.release(&ops);
         for op in ops {
             match op {
                 TxOp::Send(frame) => self.route(frame).await?,
@@ -56,13 +70,25 @@ impl Session {
 
     pub(super) fn abort(&mut self, frame: &Frame) -> Outcome {
         let tx = required(frame, "transaction")?;
-        self.transactions.remove(tx.as_bytes()).ok_or_else(|| unknown(tx.as_bytes()))?;
+        let ops = self.transactions.remove(tx.as_bytes()).ok_or_else(|| unknown(tx.as_bytes()))?;
+        self.release(&ops);
         Ok(Flow::Continue)
+    }
+
+    /// Counts the octets of a transaction that ended as no longer held.
+    fn release(&mut self, ops: &[TxOp]) {
+        self.transaction_bytes -= ops.iter().map(TxOp::size).sum::<usize>();
     }
 
     /// Holds `op` in transaction `tx`.
     pub(super) fn buffer(&mut self, tx: &[u8], op: TxOp) -> Result<(), StompError> {
         let max = self.shared.policy.limits.max_transaction_frames;
+        let max_bytes = self.shared.policy.limits.max_transaction_bytes;
+        let size = op.size();
+        if self.transaction_bytes + size > max_bytes {
+            return Err(StompError::new(format!("transactions hold too many bytes (the limit is {max_bytes})"))
+                .detail("The SEND frames held in this connection's open transactions would pass the limit; commit or abort first."));
+        }
         let ops = self.transactions.get_mut(tx).ok_or_else(|| unknown(tx))?;
         if ops.len() >= max {
             return Err(StompError::new(format!(
@@ -70,6 +96,7 @@ impl Session {
             )));
         }
         ops.push(op);
+        self.transaction_bytes += size;
         Ok(())
     }
 }
