@@ -37,6 +37,9 @@
 //! - `router`: topics and queues; `outbox`: the bounded outbound queue.
 //! - `hooks`: the traits an application implements; `message`: [`Message`].
 //! - `local`: [`LocalSubscription`]; `stats`: [`StatsSnapshot`].
+//! - [`store`]: chat history and rooms ([`store::HistoryStore`],
+//!   [`store::RoomStore`]), their backends (behind the features `sqlite`,
+//!   `mysql` and `mongodb`) and the batching [`store::HistoryWriter`].
 #![deny(missing_docs)]
 
 mod broker;
@@ -50,6 +53,7 @@ mod outbox;
 mod router;
 mod session;
 mod stats;
+pub mod store;
 mod subscription;
 
 pub use broker::{Broker, BrokerBuilder};
