@@ -1,0 +1,1 @@
+//! store_fault_sqlite (being written)

@@ -1,0 +1,1 @@
+//! store_mongodb (being written)
