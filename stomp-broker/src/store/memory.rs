@@ -84,7 +84,12 @@ impl HistoryStore for MemoryStore {
         let history = self.history.lock().map_err(poisoned)?;
         let Some(messages) = history.get(&room) else { return Ok(Vec::new()) };
         let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(messages.range((Bound::Unbounded, upper)).rev().take(limit).map(|(_, m)| m.clone()).collect())
+        Ok(messages
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect())
     }
 
     async fn after(
@@ -139,7 +144,12 @@ impl RoomStore for MemoryStore {
     async fn rooms(&self, after: Option<RoomId>, limit: usize) -> Result<Vec<Room>, StoreError> {
         let rooms = self.rooms.lock().map_err(poisoned)?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(rooms.by_id.range((lower, Bound::Unbounded)).take(limit).map(|(_, r)| r.clone()).collect())
+        Ok(rooms
+            .by_id
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -430,10 +430,19 @@ impl<T: RoomStore + ?Sized> RoomStore for Arc<T> {
     }
 }
 
-/// The SQL backends' shared conversions.
+/// The SQL backends' shared conversions, statements and migrations.
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) mod sql {
-    use super::StoreError;
+    use std::fmt::Write as _;
+
+    use super::{StoreError, StoredMessage};
+
+    /// The columns of `chat_messages`, in the order [`insert_messages`]
+    /// binds them.
+    pub(crate) const MESSAGE_COLUMNS: &str = "room_id, id, sender, content_type, body, sent_at";
+
+    /// Parameters bound per message by [`insert_messages`].
+    pub(crate) const PARAMS_PER_MESSAGE: usize = 6;
 
     /// Maps an sqlx error: connection-level failures are transient, and
     /// so are the database errors `transient` picks (each backend knows
@@ -456,10 +465,12 @@ pub(crate) mod sql {
 
     /// Converts a row's unsigned id column read as `i64`.
     pub(crate) fn id(n: i64) -> Result<u64, StoreError> {
-        u64::try_from(n).map_err(|_| StoreError::backend(format!("negative id {n} in the database")))
+        u64::try_from(n)
+            .map_err(|_| StoreError::backend(format!("negative id {n} in the database")))
     }
 
     /// Converts an id for binding as `i64` (ids above `i64::MAX` are refused).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn bind_id(n: u64) -> Result<i64, StoreError> {
         i64::try_from(n).map_err(|_| StoreError::Invalid(format!("id {n} is above {}", i64::MAX)))
     }
@@ -467,5 +478,81 @@ pub(crate) mod sql {
     /// Caps a `limit` for binding.
     pub(crate) fn limit(limit: usize) -> i64 {
         i64::try_from(limit).unwrap_or(i64::MAX)
+    }
+
+    /// `INSERT {verb} chat_messages (...) VALUES (?, ...), ... {tail}` for
+    /// `rows` messages, to be bound in [`MESSAGE_COLUMNS`] order.
+    pub(crate) fn insert_messages(verb: &str, rows: usize, tail: &str) -> String {
+        const ROW: &str = "(?,?,?,?,?,?),";
+        let mut sql = String::with_capacity(64 + verb.len() + tail.len() + rows * ROW.len());
+        let _ = write!(sql, "INSERT {verb} chat_messages ({MESSAGE_COLUMNS}) VALUES ");
+        for _ in 0..rows {
+            sql.push_str(ROW);
+        }
+        sql.pop();
+        sql.push(' ');
+        sql.push_str(tail);
+        sql
+    }
+
+    /// Splits `batch` into the messages of one `INSERT` each: at most
+    /// `max_rows` messages and about `max_bytes` bytes of parameters (a
+    /// larger message alone), and a power of two long, so that however
+    /// batches are sized a connection prepares (and caches) only a dozen
+    /// distinct statements.
+    pub(crate) fn statements(
+        batch: &[StoredMessage],
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> impl Iterator<Item = &[StoredMessage]> {
+        let mut rest = batch;
+        std::iter::from_fn(move || {
+            let mut rows = 0_usize;
+            let mut bytes = 0;
+            for m in rest.iter().take(max_rows.max(1)) {
+                bytes += m.weight();
+                if rows > 0 && bytes > max_bytes {
+                    break;
+                }
+                rows += 1;
+            }
+            let rows = 1_usize.checked_shl(rows.checked_ilog2()?)?;
+            let (statement, tail) = rest.split_at(rows);
+            rest = tail;
+            Some(statement)
+        })
+    }
+
+    /// A backend's migrations, compiled in: `(version, description, sql)`
+    /// in version order. Scripts use `IF NOT EXISTS`, so one that failed
+    /// halfway (MySQL commits each DDL statement) can simply run again.
+    pub(crate) type Migrations = &'static [(i64, &'static str, &'static str)];
+
+    /// The table recording applied migrations. Named for this crate rather
+    /// than sqlx's shared `_sqlx_migrations`, so that an application whose
+    /// own sqlx migrations live in the same database is not disturbed.
+    pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS \
+         chat_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+         description VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL)";
+
+    /// Records that `version` was applied.
+    pub(crate) const RECORD_MIGRATION: &str =
+        "INSERT INTO chat_schema_migrations (version, description, applied_at) VALUES (?, ?, ?)";
+
+    /// The migrations of `migrations` not in `applied`, in order; an error
+    /// when the database has a version this build does not know (a newer
+    /// build migrated it: running an older one against it is refused).
+    pub(crate) fn pending(
+        migrations: Migrations,
+        applied: &[i64],
+    ) -> Result<Vec<(i64, &'static str, &'static str)>, StoreError> {
+        let known = migrations.last().map_or(0, |m| m.0);
+        if let Some(newer) = applied.iter().copied().filter(|&v| v > known).max() {
+            return Err(StoreError::backend(format!(
+                "the database schema is at version {newer}, newer than this build knows \
+                 ({known}); run a newer build against it"
+            )));
+        }
+        Ok(migrations.iter().filter(|m| !applied.contains(&m.0)).copied().collect())
     }
 }

@@ -465,3 +465,21 @@ async fn write(inner: &Inner, batch: &[StoredMessage], config: &WriterConfig) ->
         }
     }
 }
+
+/// An [`AppHandler`](crate::AppHandler) that stores what it is sent can
+/// answer a refused append with this: the sender gets an `ERROR` frame
+/// saying why (and its `receipt-id`, if it asked for a receipt), never a
+/// `RECEIPT` for a message that was not kept.
+impl From<AppendError> for crate::Rejection {
+    fn from(e: AppendError) -> Self {
+        let detail = match &e {
+            AppendError::Full { .. } => {
+                "The message was not accepted: history storage is behind (the database is down \
+                 or slow). Nothing was stored or delivered; send it again later."
+            }
+            AppendError::Invalid(_) => "The message cannot be stored.",
+            AppendError::Closed => "The server is shutting down; the message was not accepted.",
+        };
+        crate::Rejection::new(e.to_string()).with_detail(detail)
+    }
+}
