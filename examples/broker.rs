@@ -7,6 +7,8 @@
 //! ```
 //!
 //! The WebSocket endpoint is at `/stomp` (`ws://127.0.0.1:15674/stomp`).
+//! With `--redis-url redis://127.0.0.1:6379`, several of these processes
+//! are one cluster: topics and user destinations cross nodes.
 //!
 //! Stops gracefully on Ctrl-C or SIGTERM.
 
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use stomp_broker::backplane::{RedisBackplane, RedisConfig};
 use stomp_broker::{Broker, Heartbeat, Limits, SlowConsumerPolicy};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -45,6 +48,13 @@ struct Args {
     /// accepted (tokio's default of 128 drops bursts of new connections).
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
+    /// Join other nodes through Redis pub/sub (e.g. redis://127.0.0.1:6379):
+    /// topics and user destinations then reach every node's subscribers.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Prefix of the Redis channels (nodes of one cluster share it).
+    #[arg(long, default_value = "stomp:")]
+    redis_prefix: String,
 }
 
 /// A listener with a backlog of `backlog`.
@@ -83,7 +93,21 @@ async fn main() -> ExitCode {
         }
     };
     let interval = Duration::from_millis(args.min_heartbeat_ms);
-    let broker = Broker::builder()
+    let mut builder = Broker::builder();
+    if let Some(url) = &args.redis_url {
+        let config = RedisConfig::new(url.as_str()).channel_prefix(args.redis_prefix.as_str());
+        match RedisBackplane::connect(config).await {
+            Ok(backplane) => {
+                tracing::info!(redis = %url, node = backplane.node_id(), "joined the Redis backplane");
+                builder = builder.backplane(backplane);
+            }
+            Err(error) => {
+                tracing::error!(redis = %url, %error, "cannot reach Redis (--redis-url)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let broker = builder
         .limits(
             Limits::default()
                 .max_connections(args.max_connections)

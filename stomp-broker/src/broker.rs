@@ -13,12 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backplane::{Backplane, BackplaneStats, Inbound, Interest};
 use crate::config::{Heartbeat, Limits, QueueOverflow, SlowConsumerPolicy};
 use crate::error::PublishError;
 use crate::hooks::{AllowAll, AppHandler, Authenticator, Interceptor};
 use crate::local::LocalSubscription;
 use crate::message::Message;
-use crate::router::{Policy, Router};
+use crate::router::{Policy, Router, is_queue};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// State shared by every connection of one broker.
@@ -336,7 +337,46 @@ impl Broker {
         }
         let message = Message::new(visible, self.shared.next_message(), headers, body)?;
         let shared = &self.shared;
-        shared.router.publish(route, message, only_session, &shared.policy, &shared.stats)
+        let delivered =
+            shared.router.publish(route, message, only_session, &shared.policy, &shared.stats)?;
+        // Topics (user destinations included) reach the other nodes too;
+        // a reply to one session, and queues, stay here.
+        if only_session.is_none()
+            && !is_queue(route)
+            && let Some(interest) = shared.router.interest()
+        {
+            interest.backplane().publish(route, headers, body);
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers a message another node published, to this node's
+    /// subscribers only.
+    pub(crate) fn deliver_from_backplane(
+        &self,
+        route: &str,
+        headers: &Headers,
+        body: &Bytes,
+    ) -> usize {
+        if is_queue(route) || route.is_empty() || self.shared.token.is_cancelled() {
+            return 0;
+        }
+        // `/user/{name}/queue/x` is seen by its subscribers as `/user/queue/x`.
+        let visible = match route.strip_prefix("/user/").and_then(|rest| rest.split_once('/')) {
+            Some((_, rest)) => format!("/user/{rest}"),
+            None => route.to_owned(),
+        };
+        let Ok(message) = Message::new(&visible, self.shared.next_message(), headers, body) else {
+            return 0;
+        };
+        let shared = &self.shared;
+        shared.router.publish(route, message, None, &shared.policy, &shared.stats).unwrap_or(0)
+    }
+
+    /// The backplane's counters, when the broker has one.
+    #[must_use]
+    pub fn backplane_stats(&self) -> Option<BackplaneStats> {
+        self.shared.router.interest().map(|i| i.backplane().stats())
     }
 
     /// Subscribes from Rust code: the returned stream yields every message
@@ -403,6 +443,9 @@ impl Broker {
                 "shutdown timeout passed with connections still closing"
             );
         }
+        if let Some(interest) = self.shared.router.interest() {
+            interest.backplane().close().await;
+        }
     }
 }
 
@@ -417,6 +460,7 @@ pub struct BrokerBuilder {
     authenticator: Arc<dyn Authenticator>,
     interceptor: Option<Arc<dyn Interceptor>>,
     app: Option<(String, Arc<dyn AppHandler>)>,
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl Default for BrokerBuilder {
@@ -431,6 +475,7 @@ impl Default for BrokerBuilder {
             authenticator: Arc::new(AllowAll),
             interceptor: None,
             app: None,
+            backplane: None,
         }
     }
 }
@@ -514,6 +559,24 @@ impl BrokerBuilder {
         self
     }
 
+    /// Joins this broker to other nodes through `backplane`: topics and
+    /// user destinations then reach subscribers on every node (queues stay
+    /// on the node they were sent to). A `SUBSCRIBE` is answered (its
+    /// `RECEIPT` sent) once the backplane says the subscription is live,
+    /// waiting at most 5 s.
+    #[must_use]
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// As [`backplane`](Self::backplane), for a backplane already shared.
+    #[must_use]
+    pub fn backplane_arc(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
+    }
+
     /// Builds the broker. Needs no runtime: serving does.
     #[must_use]
     pub fn build(self) -> Broker {
@@ -526,7 +589,7 @@ impl BrokerBuilder {
             heartbeat: self.heartbeat,
             server_name: self.server_name,
             shutdown_timeout: self.shutdown_timeout,
-            router: Router::default(),
+            router: Router::new(self.backplane.clone().map(Interest::new)),
             authenticator: self.authenticator,
             interceptor: self.interceptor,
             app: self.app,
@@ -537,6 +600,10 @@ impl BrokerBuilder {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        Broker { shared: Arc::new(shared) }
+        let shared = Arc::new(shared);
+        if let Some(backplane) = &self.backplane {
+            backplane.attach(Inbound { shared: Arc::downgrade(&shared) });
+        }
+        Broker { shared }
     }
 }

@@ -42,6 +42,7 @@
 //!   `mysql` and `mongodb`) and the batching [`store::HistoryWriter`].
 #![deny(missing_docs)]
 
+pub mod backplane;
 mod broker;
 mod config;
 mod conn;

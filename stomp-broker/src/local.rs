@@ -24,6 +24,8 @@ pub struct LocalSubscription {
     broker: Broker,
     sub: Arc<Subscription>,
     outbox: Arc<Outbox>,
+    /// With a backplane: resolves when the subscription is live on other nodes.
+    live: Option<crate::backplane::Ready>,
     ready: VecDeque<Arc<Message>>,
     taken: Vec<Outgoing>,
     ended: bool,
@@ -37,10 +39,29 @@ impl LocalSubscription {
         let limits = shared.policy.limits;
         let id = Bytes::from(format!("local-{session}"));
         let route = Arc::<str>::from(destination);
-        let sub = shared.router.subscribe(destination, &limits, |queue| {
+        let (sub, live) = shared.router.subscribe(destination, &limits, |queue| {
             Subscription::new(id, session, AckMode::Auto, outbox.clone(), route, queue)
         })?;
-        Ok(Self { broker, sub, outbox, ready: VecDeque::new(), taken: Vec::new(), ended: false })
+        Ok(Self {
+            broker,
+            sub,
+            outbox,
+            live,
+            ready: VecDeque::new(),
+            taken: Vec::new(),
+            ended: false,
+        })
+    }
+
+    /// On a broker with a backplane, waits (at most `timeout`) until
+    /// messages other nodes publish to the destination reach this
+    /// subscription; returns whether they do. `true` at once without a
+    /// backplane and for queues (which are node-local).
+    pub async fn live(&self, timeout: std::time::Duration) -> bool {
+        match &self.live {
+            Some(live) => live.clone().wait(timeout).await,
+            None => true,
+        }
     }
 
     /// The next message, or `None` once the subscription has ended (slow

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use dashmap::DashMap;
 
+use crate::backplane::{Interest, Ready};
 use crate::config::{Limits, QueueOverflow, SlowConsumerPolicy};
 use crate::error::PublishError;
 use crate::message::Message;
@@ -183,9 +184,20 @@ impl Queue {
 pub(crate) struct Router {
     topics: DashMap<Arc<str>, Arc<Topic>>,
     queues: DashMap<Arc<str>, Arc<Queue>>,
+    /// With a backplane: the topics this node has subscribers for.
+    interest: Option<Interest>,
 }
 
 impl Router {
+    pub(crate) fn new(interest: Option<Interest>) -> Self {
+        Self { interest, ..Self::default() }
+    }
+
+    /// The backplane side, when the broker has a backplane.
+    pub(crate) fn interest(&self) -> Option<&Interest> {
+        self.interest.as_ref()
+    }
+
     /// Destinations that exist (with subscribers, or queued messages).
     pub(crate) fn destination_count(&self) -> usize {
         self.topics.len() + self.queues.len()
@@ -199,7 +211,9 @@ impl Router {
     }
 
     /// Makes a subscription to `route` with `make` (given the queue, for a
-    /// queue) and starts delivering to it.
+    /// queue) and starts delivering to it. For a topic on a broker with a
+    /// backplane, also returns when the subscription is live on the other
+    /// nodes.
     ///
     /// The map entry is held while the subscription is added, so that the
     /// destination cannot be removed as unused in between.
@@ -208,7 +222,7 @@ impl Router {
         route: &str,
         limits: &Limits,
         make: impl FnOnce(Option<Arc<Queue>>) -> Arc<Subscription>,
-    ) -> Result<Arc<Subscription>, PublishError> {
+    ) -> Result<(Arc<Subscription>, Option<Ready>), PublishError> {
         if is_queue(route) {
             if !self.queues.contains_key(route) {
                 self.check_room(limits)?;
@@ -217,7 +231,7 @@ impl Router {
                 self.queues.entry(Arc::from(route)).or_insert_with(|| Queue::new(Arc::from(route)));
             let sub = make(Some(entry.clone()));
             entry.add(sub.clone(), limits);
-            return Ok(sub);
+            return Ok((sub, None));
         }
         if !self.topics.contains_key(route) {
             self.check_room(limits)?;
@@ -225,7 +239,8 @@ impl Router {
         let entry = self.topics.entry(Arc::from(route)).or_default();
         let sub = make(None);
         entry.write().push(sub.clone());
-        Ok(sub)
+        let ready = self.interest.as_ref().map(|i| i.add(route));
+        Ok((sub, ready))
     }
 
     /// Adds `message` to the queue `name`, creating the queue if needed.
@@ -261,7 +276,14 @@ impl Router {
         }
         sub.take_unacked();
         if let Some(topic) = self.topics.get(&*sub.route) {
-            topic.write().retain(|s| !Arc::ptr_eq(s, sub));
+            let mut subscribers = topic.write();
+            let before = subscribers.len();
+            subscribers.retain(|s| !Arc::ptr_eq(s, sub));
+            if subscribers.len() < before
+                && let Some(interest) = &self.interest
+            {
+                interest.remove(&sub.route);
+            }
         }
         self.topics.remove_if(&*sub.route, |_, t| t.read().is_empty());
     }

@@ -79,6 +79,11 @@ pub(crate) struct FanoutArgs {
     /// The topic.
     #[arg(long, default_value = "/topic/load.fanout")]
     topic: String,
+    /// Publishers connect here instead of `--target` (subscribers stay on
+    /// `--target`): another node of the same cluster, to measure delivery
+    /// across nodes through a backplane.
+    #[arg(long)]
+    publish_target: Option<std::net::SocketAddr>,
 }
 
 /// Messages encoded per write at most.
@@ -212,7 +217,11 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     let mut publishers = Vec::with_capacity(args.publishers);
     for p in 0..args.publishers {
         let source = common.source(args.subscribers + p);
-        let open = Session::connect(common.target(), source, READ_CHUNK);
+        let mut target = common.target();
+        if let Some(addr) = args.publish_target {
+            target.addr = addr;
+        }
+        let open = Session::connect(target, source, READ_CHUNK);
         let session = tokio::time::timeout(common.connect_timeout(), open)
             .await
             .map_err(|_| Error::new("timed out opening a publisher connection"))??;
@@ -282,6 +291,9 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     report.int("subscribers", "subscribers", args.subscribers as u64);
     report.int("publishers", "publishers", args.publishers as u64);
     report.int("body_bytes", "body (octets)", args.body as u64);
+    if let Some(addr) = args.publish_target {
+        report.text("publish_target", "publishers on", addr.to_string());
+    }
     match args.rate {
         Some(rate) => {
             report.text("mode", "mode", "rate");

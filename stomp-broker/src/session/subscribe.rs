@@ -7,6 +7,9 @@ use super::{Flow, Outcome, Session, required};
 use crate::error::StompError;
 use crate::subscription::{AckMode, Subscription};
 
+/// How long a SUBSCRIBE waits for the backplane to confirm.
+const BACKPLANE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Session {
     pub(super) async fn subscribe(&mut self, mut frame: Frame) -> Outcome {
         required(&frame, "destination")?;
@@ -35,7 +38,7 @@ impl Session {
         })?;
         let route = self.route_of(destination);
         let (num, outbox, sub_id) = (self.num, self.outbox.clone(), id.clone());
-        let sub = self
+        let (sub, ready) = self
             .shared
             .router
             .subscribe(&route, &limits, |queue| {
@@ -43,6 +46,13 @@ impl Session {
             })
             .map_err(|e| StompError::new(e.to_string()))?;
         self.subscriptions.insert(id, sub);
+        // The RECEIPT (if asked for) follows once other nodes' messages
+        // for the destination reach this one.
+        if let Some(ready) = ready
+            && !ready.wait(BACKPLANE_READY_WAIT).await
+        {
+            tracing::warn!(%route, "backplane subscription not confirmed in time; going on");
+        }
         Ok(Flow::Continue)
     }
 

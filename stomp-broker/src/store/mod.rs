@@ -271,6 +271,10 @@ impl StoreError {
         matches!(self, Self::Unavailable(_))
     }
 
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "mysql", feature = "mongodb")),
+        allow(dead_code)
+    )]
     pub(crate) fn unavailable(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Unavailable(e.into())
     }
