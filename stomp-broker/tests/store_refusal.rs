@@ -5,59 +5,22 @@
 //! clients carry on. Once the database is back, everything accepted is
 //! stored, in order.
 
+#[macro_use]
+mod store_suite;
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use stomp_broker::store::{
-    HistoryStore, HistoryWriter, MemoryStore, MessageId, RoomId, StoreError, StoredMessage,
-    Timestamp, WriterConfig,
+    HistoryStore, HistoryWriter, MessageId, RoomId, StoredMessage, Timestamp, WriterConfig,
 };
 use stomp_broker::{AppContext, AppHandler, AppMessage, Broker, Rejection};
 use stomp_codec::{Command, Headers};
+use store_suite::switch::Switch;
 use support::{TestBroker, body, send};
-
-/// The memory store, unavailable while `down` is set.
-#[derive(Default)]
-struct Database {
-    store: MemoryStore,
-    down: AtomicBool,
-}
-
-#[async_trait]
-impl HistoryStore for Database {
-    async fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".into()));
-        }
-        self.store.append(batch).await
-    }
-    async fn page(
-        &self,
-        room: RoomId,
-        before: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        self.store.page(room, before, limit).await
-    }
-    async fn after(
-        &self,
-        room: RoomId,
-        after: MessageId,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        self.store.after(room, after, limit).await
-    }
-    async fn count(&self, room: RoomId) -> Result<u64, StoreError> {
-        self.store.count(room).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
 
 /// Stores each message sent to `/app/log`, then publishes it to
 /// `/topic/log` with its id.
@@ -98,7 +61,7 @@ impl AppHandler for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_history_buffer_is_an_error_for_the_sender_only() {
-    let database = Arc::new(Database::default());
+    let database = Arc::new(Switch::default());
     let mut config = WriterConfig::default();
     config.capacity = 5;
     config.retry_initial = Duration::from_millis(10);
@@ -145,7 +108,7 @@ async fn a_full_history_buffer_is_an_error_for_the_sender_only() {
     bob.send(send("/app/log", "m7").with_header("receipt", "r7")).await;
     bob.expect(Command::Receipt).await;
     tokio::time::timeout(Duration::from_secs(10), history.flush()).await.expect("flushed");
-    let stored = database.store.after(ROOM, MessageId::new(0), 100).await.unwrap();
+    let stored = database.after(ROOM, MessageId::new(0), 100).await.unwrap();
     let bodies: Vec<String> =
         stored.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect();
     assert_eq!(bodies, ["m1", "m2", "m3", "m4", "m5", "m7"]);

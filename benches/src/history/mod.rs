@@ -25,44 +25,13 @@ pub(crate) mod run;
 pub(crate) mod sampler;
 pub(crate) mod verify;
 
-use std::fmt;
+#[path = "../load/error.rs"]
+mod error;
 
-/// A benchmark error: a message for the operator.
-#[derive(Debug)]
-pub(crate) struct Error(String);
-
-impl Error {
-    /// An error with this message.
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(error: std::io::Error) -> Self {
-        Self(format!("I/O error: {error}"))
-    }
-}
-
-impl From<stomp_codec::Error> for Error {
-    fn from(error: stomp_codec::Error) -> Self {
-        Self(format!("STOMP codec error: {error}"))
-    }
-}
+pub(crate) use error::{Error, Result};
 
 impl From<stomp_broker::store::StoreError> for Error {
     fn from(error: stomp_broker::store::StoreError) -> Self {
-        Self(format!("store: {error}"))
+        Self::new(format!("store: {error}"))
     }
 }
-
-/// The result type of the benchmark.
-pub(crate) type Result<T> = std::result::Result<T, Error>;

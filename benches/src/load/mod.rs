@@ -16,13 +16,15 @@
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod connections;
+mod error;
 pub(crate) mod fanout;
 pub(crate) mod procfs;
 pub(crate) mod report;
 pub(crate) mod stats;
 pub(crate) mod transport;
 
-use std::fmt;
+pub(crate) use error::{Error, Result};
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -149,37 +151,3 @@ pub(crate) fn secs_to_ns(secs: f64) -> u64 {
 pub(crate) fn f64_to_u64(x: f64) -> u64 {
     x as u64
 }
-
-/// A load generator error: a message for the operator.
-#[derive(Debug)]
-pub(crate) struct Error(String);
-
-impl Error {
-    /// An error with this message.
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(error: std::io::Error) -> Self {
-        Self(format!("I/O error: {error}"))
-    }
-}
-
-impl From<stomp_codec::Error> for Error {
-    fn from(error: stomp_codec::Error) -> Self {
-        Self(format!("STOMP codec error: {error}"))
-    }
-}
-
-/// The result type of the load generator.
-pub(crate) type Result<T> = std::result::Result<T, Error>;

@@ -34,6 +34,7 @@ mod in_process;
 mod redis;
 
 pub use envelope::{Envelope, EnvelopeError};
+
 pub use in_process::{InProcessBus, InProcessNode};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackplane, RedisConfig};
@@ -72,6 +73,13 @@ pub trait Backplane: Send + Sync + 'static {
     /// Stops the backplane's tasks (the broker calls this on shutdown).
     async fn close(&self) {}
 }
+
+/// A backplane that could not start (its server cannot be reached, the
+/// address is not valid, credentials were refused). The source is the
+/// client library's error.
+#[derive(Debug, thiserror::Error)]
+#[error("backplane: {0}")]
+pub struct BackplaneError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// A backplane's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -275,16 +275,18 @@ impl RedisBackplane {
     /// runtime.
     ///
     /// # Errors
-    /// A [`RedisError`] when the URL is not valid or Redis cannot be
+    /// A [`BackplaneError`](super::BackplaneError) (its source the Redis
+    /// client's error) when the URL is not valid or Redis cannot be
     /// reached now (connection refused, authentication failed, no answer
     /// within 2 s). Once connected, later outages are handled inside.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub async fn connect(config: RedisConfig) -> Result<Self, RedisError> {
-        let client = Client::open(config.url.as_str())?;
-        let connection = connect_publisher(&client).await?;
-        let pubsub = connect_subscriber(&client).await?;
+    pub async fn connect(config: RedisConfig) -> Result<Self, super::BackplaneError> {
+        let failed = |e: RedisError| super::BackplaneError(Box::new(e));
+        let client = Client::open(config.url.as_str()).map_err(failed)?;
+        let connection = connect_publisher(&client).await.map_err(failed)?;
+        let pubsub = connect_subscriber(&client).await.map_err(failed)?;
         let state = Arc::new(State {
             node: config.node_id,
             prefix: config.channel_prefix,

@@ -543,6 +543,36 @@ pub(crate) mod sql {
     pub(crate) const RECORD_MIGRATION: &str =
         "INSERT INTO chat_schema_migrations (version, description, applied_at) VALUES (?, ?, ?)";
 
+    /// Applies the migrations of `$migrations` missing on the connection
+    /// `$conn` (an `&mut` connection or transaction), recording each once it
+    /// has run whole; `$error` maps `sqlx::Error`. A macro, not a function
+    /// generic over the database: both backends' connection types get the
+    /// same statements without sqlx's executor bounds spelled out.
+    macro_rules! migrate {
+        ($conn:expr, $migrations:expr, $error:expr) => {{
+            sqlx::raw_sql(sql::CREATE_MIGRATIONS_TABLE)
+                .execute(&mut *$conn)
+                .await
+                .map_err($error)?;
+            let applied: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM chat_schema_migrations")
+                    .fetch_all(&mut *$conn)
+                    .await
+                    .map_err($error)?;
+            for (version, description, script) in sql::pending($migrations, &applied)? {
+                sqlx::raw_sql(script).execute(&mut *$conn).await.map_err($error)?;
+                sqlx::query(sql::RECORD_MIGRATION)
+                    .bind(version)
+                    .bind(description)
+                    .bind($crate::store::Timestamp::now().unix_millis())
+                    .execute(&mut *$conn)
+                    .await
+                    .map_err($error)?;
+            }
+        }};
+    }
+    pub(crate) use migrate;
+
     /// The migrations of `migrations` not in `applied`, in order; an error
     /// when the database has a version this build does not know (a newer
     /// build migrated it: running an older one against it is refused).

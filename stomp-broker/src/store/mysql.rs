@@ -178,23 +178,9 @@ async fn migrate(conn: &mut MySqlConnection) -> Result<(), StoreError> {
             "lock {MIGRATION_LOCK:?} not granted in {MIGRATION_LOCK_WAIT:?}: another node is migrating"
         )));
     }
-    sqlx::raw_sql(sql::CREATE_MIGRATIONS_TABLE).execute(&mut *conn).await.map_err(error)?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM chat_schema_migrations")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(error)?;
-    for (version, description, script) in sql::pending(MIGRATIONS, &applied)? {
-        // DDL commits on its own in MySQL: each script is idempotent
-        // instead, and recorded once it has run whole.
-        sqlx::raw_sql(script).execute(&mut *conn).await.map_err(error)?;
-        sqlx::query(sql::RECORD_MIGRATION)
-            .bind(version)
-            .bind(description)
-            .bind(Timestamp::now().unix_millis())
-            .execute(&mut *conn)
-            .await
-            .map_err(error)?;
-    }
+    // DDL commits on its own in MySQL: each script is idempotent instead,
+    // and recorded once it has run whole.
+    sql::migrate!(conn, MIGRATIONS, error);
     sqlx::query("DO RELEASE_LOCK(?)").bind(MIGRATION_LOCK).execute(conn).await.map_err(error)?;
     Ok(())
 }

@@ -164,21 +164,7 @@ async fn writer(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError>
     // Holding the write lock around the run keeps two processes opening
     // a new file at once from both migrating.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(error)?;
-    sqlx::raw_sql(sql::CREATE_MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(error)?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM chat_schema_migrations")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(error)?;
-    for (version, description, script) in sql::pending(MIGRATIONS, &applied)? {
-        sqlx::raw_sql(script).execute(&mut *tx).await.map_err(error)?;
-        sqlx::query(sql::RECORD_MIGRATION)
-            .bind(version)
-            .bind(description)
-            .bind(Timestamp::now().unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(error)?;
-    }
+    sql::migrate!(tx, MIGRATIONS, error);
     tx.commit().await.map_err(error)?;
     Ok(pool)
 }

@@ -6,6 +6,8 @@
 //! each case below then becomes one `#[tokio::test]` of that file.
 #![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
 
+pub mod switch;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
