@@ -362,10 +362,11 @@ impl Broker {
             return 0;
         }
         // `/user/{name}/queue/x` is seen by its subscribers as `/user/queue/x`.
-        let visible = match route.strip_prefix("/user/").and_then(|rest| rest.split_once('/')) {
-            Some((_, rest)) => format!("/user/{rest}"),
-            None => route.to_owned(),
-        };
+        let visible: std::borrow::Cow<'_, str> =
+            match route.strip_prefix("/user/").and_then(|rest| rest.split_once('/')) {
+                Some((_, rest)) => format!("/user/{rest}").into(),
+                None => route.into(),
+            };
         let Ok(message) = Message::new(&visible, self.shared.next_message(), headers, body) else {
             return 0;
         };

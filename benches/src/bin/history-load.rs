@@ -26,7 +26,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use history::args::Args;
-use report::Value;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -41,19 +40,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(history::run::run(&args));
     runtime.shutdown_background();
-    match result {
-        Ok(report) => {
-            let mut out = std::io::stdout().lock();
-            if report.write_to(&mut out).and_then(|()| out.flush()).is_err() {
-                return ExitCode::FAILURE;
-            }
-            match report.get("ok") {
-                Some(Value::Bool(false)) => ExitCode::from(3),
-                _ => ExitCode::SUCCESS,
-            }
-        }
-        Err(error) => fail(&error.to_string()),
-    }
+    report::finish("history-load", result)
 }
 
 fn fail(message: &str) -> ExitCode {

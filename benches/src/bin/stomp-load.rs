@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use load::connections::{self, ConnectionsArgs};
 use load::fanout::{self, FanoutArgs};
-use load::report::{Report, Value};
+use load::report::Report;
 use load::{Common, Result};
 
 /// A load generator for STOMP brokers.
@@ -63,19 +63,7 @@ fn main() -> ExitCode {
     });
     // Connections still closing must not hold the exit up.
     runtime.shutdown_background();
-    match result {
-        Ok(report) => {
-            let mut out = std::io::stdout().lock();
-            if report.write_to(&mut out).and_then(|()| out.flush()).is_err() {
-                return ExitCode::FAILURE;
-            }
-            match report.get("ok") {
-                Some(Value::Bool(false)) => ExitCode::from(3),
-                _ => ExitCode::SUCCESS,
-            }
-        }
-        Err(error) => fail(&error.to_string()),
-    }
+    load::report::finish("stomp-load", result)
 }
 
 fn fail(message: &str) -> ExitCode {

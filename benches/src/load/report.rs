@@ -161,6 +161,32 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Prints a run's report (or its error, prefixed with `program`) and gives
+/// the exit status: 0 clean, 3 when the report says `"ok": false`, 1 when
+/// the run failed or the report cannot be written.
+pub(crate) fn finish<E: std::fmt::Display>(
+    program: &str,
+    result: Result<Report, E>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match result {
+        Ok(report) => {
+            let mut out = io::stdout().lock();
+            if report.write_to(&mut out).and_then(|()| out.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            match report.get("ok") {
+                Some(Value::Bool(false)) => ExitCode::from(3),
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "{program}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

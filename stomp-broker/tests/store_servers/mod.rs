@@ -138,7 +138,7 @@ pub fn tails(files: &[PathBuf], lines: usize) -> String {
 
 /// A server process the test owns: its output goes to `output` (appended
 /// over restarts), and it is killed and reaped when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     what: &'static str,
 }
@@ -246,15 +246,41 @@ async fn probe_connect(addr: SocketAddr) -> Option<TcpStream> {
 pub trait PrivateServer {
     /// What it is, for messages.
     fn name(&self) -> &'static str;
+    /// Its process, while it runs.
+    fn process(&mut self) -> &mut Option<Server>;
+    /// The end of its logs, for failure messages.
+    fn tail(&self) -> String;
+    /// Starts it on its port and data directory and waits until it answers.
+    async fn launch(&mut self);
+
     /// Kills it with SIGKILL (a crash: no shutdown, open connections
     /// reset) and reaps it.
-    fn kill(&mut self);
+    fn kill(&mut self) {
+        if let Some(mut server) = self.process().take() {
+            server.kill();
+        }
+    }
+
     /// Stops it with SIGTERM and waits for it to exit (a graceful shutdown:
     /// it may answer requests in flight with an error first).
-    async fn stop(&mut self);
+    async fn stop(&mut self) {
+        if let Some(mut server) = self.process().take() {
+            let clean = server.terminate().await;
+            assert!(
+                clean,
+                "{} did not stop within {STOP_WITHIN:?} of SIGTERM{}",
+                self.name(),
+                self.tail()
+            );
+        }
+    }
+
     /// Starts it again on the same port and data directory and waits until
     /// it answers. Kills it first if it is running.
-    async fn restart(&mut self);
+    async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
 }
 
 /// A MariaDB server of the test's own: root without password (as the
@@ -312,7 +338,7 @@ impl PrivateMariaDb {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut db = Self { server: None, mariadbd, port: free_port(), dir };
-        db.launch().await;
+        db.spawn_and_wait().await;
         db
     }
 
@@ -330,7 +356,7 @@ impl PrivateMariaDb {
         tails(&[self.dir.path().join("error.log"), self.dir.path().join("output.log")], 40)
     }
 
-    async fn launch(&mut self) {
+    async fn spawn_and_wait(&mut self) {
         let dir = self.dir.path();
         let mut command = Command::new(&self.mariadbd);
         command
@@ -376,26 +402,16 @@ impl PrivateServer for PrivateMariaDb {
         "MariaDB"
     }
 
-    fn kill(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
+    fn process(&mut self) -> &mut Option<Server> {
+        &mut self.server
     }
 
-    async fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let clean = server.terminate().await;
-            assert!(
-                clean,
-                "MariaDB did not stop within {STOP_WITHIN:?} of SIGTERM{}",
-                self.log_tail()
-            );
-        }
+    fn tail(&self) -> String {
+        self.log_tail()
     }
 
-    async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
+    async fn launch(&mut self) {
+        self.spawn_and_wait().await;
     }
 }
 
@@ -420,7 +436,7 @@ impl PrivateNx {
         assert!(nx.is_file(), "{} is missing: {NX_HINT}", nx.display());
         let dir = ScratchDir::new("nx27017");
         let mut server = Self { server: None, nx, port: free_port(), dir };
-        server.launch().await;
+        server.spawn_and_wait().await;
         server
     }
 
@@ -439,7 +455,7 @@ impl PrivateNx {
         tails(&[self.dir.path().join("nx.log"), self.dir.path().join("output.log")], 20)
     }
 
-    async fn launch(&mut self) {
+    async fn spawn_and_wait(&mut self) {
         let dir = self.dir.path();
         // A pid file left by a killed server would make it refuse to start
         // if another process has taken that pid since.
@@ -472,26 +488,16 @@ impl PrivateServer for PrivateNx {
         "nx-27017"
     }
 
-    fn kill(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
+    fn process(&mut self) -> &mut Option<Server> {
+        &mut self.server
     }
 
-    async fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let clean = server.terminate().await;
-            assert!(
-                clean,
-                "nx-27017 did not stop within {STOP_WITHIN:?} of SIGTERM{}",
-                self.log_tail()
-            );
-        }
+    fn tail(&self) -> String {
+        self.log_tail()
     }
 
-    async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
+    async fn launch(&mut self) {
+        self.spawn_and_wait().await;
     }
 }
 
