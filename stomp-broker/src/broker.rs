@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::backplane::{Backplane, BackplaneStats, Inbound, Interest};
 use crate::config::{Heartbeat, Limits, QueueOverflow, SlowConsumerPolicy};
 use crate::error::PublishError;
-use crate::hooks::{AllowAll, AppHandler, Authenticator, Interceptor};
+use crate::hooks::{AllowAll, AppHandler, Authenticator, Interceptor, Replay, TransportKind};
 use crate::local::LocalSubscription;
 use crate::message::Message;
 use crate::router::{Policy, Router, is_queue};
@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) interceptor: Option<Arc<dyn Interceptor>>,
     pub(crate) app: Option<(String, Arc<dyn AppHandler>)>,
+    pub(crate) replay: Option<Arc<dyn Replay>>,
     pub(crate) stats: Stats,
     /// Connections open now.
     connections: AtomicUsize,
@@ -62,7 +63,7 @@ impl Shared {
     }
 
     /// Counts a new connection, unless the limit is reached.
-    pub(crate) fn open_connection(&self) -> Option<ConnectionSlot<'_>> {
+    pub(crate) fn open_connection(&self, transport: TransportKind) -> Option<ConnectionSlot<'_>> {
         let max = self.policy.limits.max_connections;
         let mut now = self.connections.load(Ordering::Relaxed);
         loop {
@@ -77,8 +78,8 @@ impl Shared {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    self.stats.connection_opened(1);
-                    return Some(ConnectionSlot { shared: self });
+                    self.stats.connection_opened(transport);
+                    return Some(ConnectionSlot { shared: self, transport });
                 }
                 Err(actual) => now = actual,
             }
@@ -90,11 +91,13 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot<'a> {
     shared: &'a Shared,
+    transport: TransportKind,
 }
 
 impl Drop for ConnectionSlot<'_> {
     fn drop(&mut self) {
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        self.shared.stats.connection_closed(self.transport);
     }
 }
 
@@ -289,6 +292,22 @@ impl Broker {
         self.route(destination, destination, headers, body, None)
     }
 
+    /// Like [`publish`](Self::publish), to this node's subscribers only:
+    /// the backplane does not carry it to other nodes. For an application
+    /// that relays messages between nodes itself (to order them, say).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_local(
+        &self,
+        destination: &str,
+        headers: impl Borrow<Headers>,
+        body: impl Into<Bytes>,
+    ) -> Result<usize, PublishError> {
+        let (headers, body) = (headers.borrow(), &body.into());
+        self.route(destination, destination, headers, body, Some(Reach::Node))
+    }
+
     /// Sends a message to every session of user `user` subscribed to the
     /// user destination `/user{destination}` (for example `destination =
     /// "/queue/notices"` reaches subscriptions to `/user/queue/notices`).
@@ -318,7 +337,7 @@ impl Broker {
         }
         let route = format!("/user/{user}{destination}");
         let visible = format!("/user{destination}");
-        self.route(&route, &visible, headers, body, only_session)
+        self.route(&route, &visible, headers, body, only_session.map(Reach::Session))
     }
 
     fn route(
@@ -327,7 +346,7 @@ impl Broker {
         visible: &str,
         headers: &Headers,
         body: &Bytes,
-        only_session: Option<u64>,
+        reach: Option<Reach>,
     ) -> Result<usize, PublishError> {
         if route.is_empty() {
             return Err(PublishError::InvalidDestination(route.to_owned()));
@@ -337,11 +356,16 @@ impl Broker {
         }
         let message = Message::new(visible, self.shared.next_message(), headers, body)?;
         let shared = &self.shared;
+        let only_session = match reach {
+            Some(Reach::Session(session)) => Some(session),
+            _ => None,
+        };
         let delivered =
             shared.router.publish(route, message, only_session, &shared.policy, &shared.stats)?;
         // Topics (user destinations included) reach the other nodes too;
-        // a reply to one session, and queues, stay here.
-        if only_session.is_none()
+        // a reply to one session, what is meant for this node, and queues,
+        // stay here.
+        if reach.is_none()
             && !is_queue(route)
             && let Some(interest) = shared.router.interest()
         {
@@ -450,6 +474,15 @@ impl Broker {
     }
 }
 
+/// How far a message published here goes, when not to every node.
+#[derive(Debug, Clone, Copy)]
+enum Reach {
+    /// To one session of this node.
+    Session(u64),
+    /// To this node's subscribers.
+    Node,
+}
+
 /// Configures a [`Broker`].
 pub struct BrokerBuilder {
     limits: Limits,
@@ -461,6 +494,7 @@ pub struct BrokerBuilder {
     authenticator: Arc<dyn Authenticator>,
     interceptor: Option<Arc<dyn Interceptor>>,
     app: Option<(String, Arc<dyn AppHandler>)>,
+    replay: Option<Arc<dyn Replay>>,
     backplane: Option<Arc<dyn Backplane>>,
 }
 
@@ -476,6 +510,7 @@ impl Default for BrokerBuilder {
             authenticator: Arc::new(AllowAll),
             interceptor: None,
             app: None,
+            replay: None,
             backplane: None,
         }
     }
@@ -560,6 +595,14 @@ impl BrokerBuilder {
         self
     }
 
+    /// Sets the [`Replay`] hook: subscriptions it wants receive earlier
+    /// messages (history) before live ones.
+    #[must_use]
+    pub fn replay(mut self, replay: impl Replay) -> Self {
+        self.replay = Some(Arc::new(replay));
+        self
+    }
+
     /// Joins this broker to other nodes through `backplane`: topics and
     /// user destinations then reach subscribers on every node (queues stay
     /// on the node they were sent to). A `SUBSCRIBE` is answered (its
@@ -594,6 +637,7 @@ impl BrokerBuilder {
             authenticator: self.authenticator,
             interceptor: self.interceptor,
             app: self.app,
+            replay: self.replay,
             stats: Stats::default(),
             connections: AtomicUsize::new(0),
             next_session: AtomicU64::new(0),

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use stomp_codec::{Command, Frame};
 
 use crate::Rejection;
+use crate::stats::ErrorReason;
 
 /// A protocol violation or refusal, answered with an `ERROR` frame after
 /// which the connection closes.
@@ -17,11 +18,25 @@ pub(crate) struct StompError {
     pub(crate) receipt: Option<Bytes>,
     /// Other headers of the `ERROR` frame.
     pub(crate) extra: Vec<(&'static str, String)>,
+    /// Why, for the metrics.
+    pub(crate) reason: ErrorReason,
 }
 
 impl StompError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), detail: None, receipt: None, extra: Vec::new() }
+        Self {
+            message: message.into(),
+            detail: None,
+            receipt: None,
+            extra: Vec::new(),
+            reason: ErrorReason::Protocol,
+        }
+    }
+
+    /// Sets why, for the metrics.
+    pub(crate) fn reason(mut self, reason: ErrorReason) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -68,7 +83,7 @@ impl StompError {
 
 impl From<Rejection> for StompError {
     fn from(r: Rejection) -> Self {
-        let error = Self::new(r.message());
+        let error = Self::new(r.message()).reason(ErrorReason::Rejected);
         match r.detail() {
             Some(detail) => error.detail(detail),
             None => error,
@@ -78,7 +93,15 @@ impl From<Rejection> for StompError {
 
 impl From<stomp_codec::Error> for StompError {
     fn from(e: stomp_codec::Error) -> Self {
-        Self::new(e.to_string())
+        use stomp_codec::Error;
+        let reason = match e {
+            Error::FrameTooLarge { .. }
+            | Error::BodyTooLarge { .. }
+            | Error::TooManyHeaders { .. }
+            | Error::HeaderLineTooLong { .. } => ErrorReason::Limit,
+            _ => ErrorReason::Protocol,
+        };
+        Self::new(e.to_string()).reason(reason)
     }
 }
 

@@ -289,3 +289,80 @@ pub trait AppHandler: Send + Sync + 'static {
     /// connection closes.
     async fn handle(&self, context: &AppContext, message: AppMessage) -> Result<(), Rejection>;
 }
+
+/// Tells which live messages a replay already delivered.
+type SkipLive = Box<dyn Fn(&crate::Message) -> bool + Send + Sync>;
+
+/// What a [`Replay`] hands a new subscription: the messages it receives
+/// before any live one, and which of the live messages that arrived
+/// meanwhile were among them.
+pub struct ReplayBatch {
+    pub(crate) messages: Vec<(Headers, Bytes)>,
+    pub(crate) skip_live: Option<SkipLive>,
+}
+
+impl ReplayBatch {
+    /// Delivers `messages` (headers and body of each, in order) first.
+    #[must_use]
+    pub fn new(messages: Vec<(Headers, Bytes)>) -> Self {
+        Self { messages, skip_live: None }
+    }
+
+    /// Live messages that arrived while the replay was read and for which
+    /// `skip` returns `true` are not delivered (they were replayed).
+    #[must_use]
+    pub fn skip_live(
+        mut self,
+        skip: impl Fn(&crate::Message) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.skip_live = Some(Box::new(skip));
+        self
+    }
+
+    /// How many messages it replays.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether it replays nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+impl fmt::Debug for ReplayBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayBatch")
+            .field("messages", &self.messages.len())
+            .field("skip_live", &self.skip_live.is_some())
+            .finish()
+    }
+}
+
+/// Gives a new topic subscription messages from before it existed (history,
+/// for a client resuming after a disconnect), with no gap and no duplicate
+/// between them and live ones.
+///
+/// For a `SUBSCRIBE` it wants, the broker makes the subscription first
+/// (live on every node, when there is a backplane) and holds the live
+/// messages that arrive; then it calls [`replay`](Self::replay), delivers
+/// the batch, then the held messages the batch does not
+/// [skip](ReplayBatch::skip_live), then live ones as usual. Held messages
+/// count against the connection's `max_pending_bytes`; past it the
+/// connection closes as a slow consumer.
+#[async_trait]
+pub trait Replay: Send + Sync + 'static {
+    /// Whether this `SUBSCRIBE` (to a topic, after the [`Interceptor`])
+    /// asks for a replay, typically by a header. Called for every such
+    /// `SUBSCRIBE`: keep it cheap.
+    fn wants_replay(&self, session: &SessionInfo, frame: &Frame) -> bool;
+
+    /// The messages to deliver first.
+    ///
+    /// # Errors
+    /// A [`Rejection`] refuses the subscription (an `ERROR` frame, and the
+    /// connection closes).
+    async fn replay(&self, session: &SessionInfo, frame: &Frame) -> Result<ReplayBatch, Rejection>;
+}

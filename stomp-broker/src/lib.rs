@@ -18,8 +18,9 @@
 //! - **Transactions**, **receipts**, **heart-beats** (both ways, with a
 //!   tolerance), and an `ERROR` frame before closing on every protocol
 //!   violation.
-//! - **Hooks.** [`Authenticator`], [`Interceptor`] and [`AppHandler`] (for
-//!   an application prefix such as `/app/`).
+//! - **Hooks.** [`Authenticator`], [`Interceptor`], [`AppHandler`] (for
+//!   an application prefix such as `/app/`) and [`Replay`] (history before
+//!   live messages, for clients that resume).
 //! - **Fan-out without copies.** A message's `MESSAGE` frame is encoded
 //!   once and shared by every subscriber; each connection adds only its
 //!   `subscription` and `ack` headers, coalescing writes, with a bounded
@@ -50,6 +51,8 @@ mod error;
 mod hooks;
 mod local;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod outbox;
 mod router;
 mod session;
@@ -62,7 +65,7 @@ pub use config::{Heartbeat, Limits, Negotiated, QueueOverflow, SlowConsumerPolic
 pub use error::PublishError;
 pub use hooks::{
     AllowAll, AppContext, AppHandler, AppMessage, Authenticator, ConnectRequest, Interceptor,
-    Principal, Rejection, SessionInfo, TransportKind,
+    Principal, Rejection, Replay, ReplayBatch, SessionInfo, TransportKind,
 };
 pub use local::LocalSubscription;
 pub use message::Message;

@@ -1,6 +1,7 @@
 //! Messages as the broker routes them: a `MESSAGE` frame prepared once.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stomp_codec::{Command, Frame, Headers, PreparedFrame};
@@ -24,6 +25,8 @@ pub struct Message {
     frame: PreparedFrame,
     /// Octets it is counted as in outbound queues.
     size: usize,
+    /// When it was published, for the delivery latency.
+    created: Instant,
 }
 
 impl Message {
@@ -49,7 +52,7 @@ impl Message {
         let header_octets: usize = out.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
         let size = header_octets + body.len() + 64;
         let frame = PreparedFrame::new(Frame::from_parts(Command::Message, out, body))?;
-        Ok(Arc::new(Self { frame, size }))
+        Ok(Arc::new(Self { frame, size, created: Instant::now() }))
     }
 
     /// The prepared `MESSAGE` frame.
@@ -60,6 +63,11 @@ impl Message {
     /// Octets it is counted as in outbound queues.
     pub(crate) fn size(&self) -> usize {
         self.size
+    }
+
+    /// How long ago it was published.
+    pub(crate) fn age(&self) -> Duration {
+        self.created.elapsed()
     }
 
     /// The destination, as subscribers see it.

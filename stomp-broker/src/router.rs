@@ -312,6 +312,7 @@ impl Router {
             }
         };
         stats.delivered(delivered as u64);
+        stats.fanout.observe(delivered as u64);
         Ok(delivered)
     }
 }

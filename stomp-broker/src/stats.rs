@@ -1,22 +1,156 @@
-//! Counters of what the broker did, read through [`Broker::stats`](crate::Broker::stats).
+//! Counters of what the broker did, read through [`Broker::stats`](crate::Broker::stats)
+//! and, with the `metrics` feature, by the Prometheus collectors.
+// Without `metrics`, the per-label counters are kept but not read.
+#![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use crate::SlowConsumerPolicy;
+use stomp_codec::Command;
 
-/// Monotonic counters, updated with relaxed atomics on the hot path.
-#[derive(Debug, Default)]
+use crate::{SlowConsumerPolicy, TransportKind};
+
+/// Transports, in the order of the per-transport counters.
+pub(crate) const TRANSPORTS: [TransportKind; 3] =
+    [TransportKind::Tcp, TransportKind::WebSocket, TransportKind::Local];
+
+pub(crate) fn transport_index(transport: TransportKind) -> usize {
+    match transport {
+        TransportKind::Tcp => 0,
+        TransportKind::WebSocket => 1,
+        TransportKind::Local => 2,
+    }
+}
+
+/// Why an `ERROR` frame was sent: a small, fixed set (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ErrorReason {
+    /// The client broke the protocol (a malformed or unexpected frame).
+    #[default]
+    Protocol,
+    /// The authenticator refused the CONNECT.
+    Auth,
+    /// An interceptor, application handler or replay refused a frame.
+    Rejected,
+    /// A limit was passed (frame size, subscriptions, rate, ...).
+    Limit,
+    /// The connection fell behind the slow-consumer bound.
+    SlowConsumer,
+    /// Nothing arrived within the heart-beat tolerance.
+    Heartbeat,
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl ErrorReason {
+    /// Every reason, in the order of the counters.
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Protocol,
+        Self::Auth,
+        Self::Rejected,
+        Self::Limit,
+        Self::SlowConsumer,
+        Self::Heartbeat,
+        Self::Shutdown,
+    ];
+
+    /// Its label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Protocol => "protocol",
+            Self::Auth => "auth",
+            Self::Rejected => "rejected",
+            Self::Limit => "limit",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Heartbeat => "heartbeat",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A histogram with fixed bucket bounds, updated with two relaxed atomic
+/// additions per observation (no lock, no allocation). Values are integers
+/// in a base unit (microseconds, bytes, subscribers).
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    /// Upper bounds of the buckets, ascending; one more bucket counts
+    /// everything above the last.
+    pub(crate) bounds: &'static [u64],
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+/// A [`Histogram`] read at one moment: per-bucket (not cumulative) counts
+/// and the sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistogramSnapshot {
+    pub(crate) bounds: &'static [u64],
+    pub(crate) counts: Vec<u64>,
+    pub(crate) sum: u64,
+}
+
+impl Histogram {
+    pub(crate) fn new(bounds: &'static [u64]) -> Self {
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self { bounds, counts, sum: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn observe(&self, value: u64) {
+        let bucket = self.bounds.partition_point(|&bound| bound < value);
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum.fetch_add(value, Relaxed);
+    }
+
+    /// Observes a duration in microseconds.
+    pub(crate) fn observe_micros(&self, elapsed: Duration) {
+        self.observe(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            sum: self.sum.load(Relaxed),
+        }
+    }
+}
+
+/// Subscribers reached by one message.
+const FANOUT_BOUNDS: &[u64] = &[0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000];
+/// Microseconds from publish to write.
+pub(crate) const LATENCY_BOUNDS: &[u64] = &[
+    50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000,
+];
+/// Bytes waiting in an outbound queue.
+const QUEUE_BOUNDS: &[u64] =
+    &[256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216];
+
+/// Counters and histograms, updated with relaxed atomics on the hot path.
+#[derive(Debug)]
 pub(crate) struct Stats {
-    connections_total: AtomicU64,
     connections_refused: AtomicU64,
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
+    /// Connections opened, by transport.
+    opened_by: [AtomicU64; 3],
+    /// Connections closed, by transport.
+    closed_by: [AtomicU64; 3],
+    /// Frames received, by command (`Command as usize`).
+    frames_in_by: [AtomicU64; 15],
+    /// Frames sent, by command.
+    frames_out_by: [AtomicU64; 15],
+    /// `ERROR` frames sent, by reason.
+    errors_by: [AtomicU64; 7],
+    /// Subscribers reached per published message.
+    pub(crate) fanout: Histogram,
+    /// Microseconds from publish to write, one sample per write.
+    pub(crate) latency: Histogram,
+    /// Bytes waiting in a connection's outbound queue when it writes.
+    pub(crate) queued: Histogram,
     messages_published: AtomicU64,
     deliveries: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
     slow_consumer_drops: AtomicU64,
     heartbeat_timeouts: AtomicU64,
-    errors_sent: AtomicU64,
 }
 
 macro_rules! bump {
@@ -32,17 +166,74 @@ macro_rules! bump {
 }
 
 bump! {
-    connection_opened => connections_total;
     connection_refused => connections_refused;
-    frames_in => frames_in;
-    frames_out => frames_out;
     published => messages_published;
     delivered => deliveries;
     heartbeat_timeout => heartbeat_timeouts;
-    error_sent => errors_sent;
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connections_refused: AtomicU64::new(0),
+            opened_by: Default::default(),
+            closed_by: Default::default(),
+            frames_in_by: Default::default(),
+            frames_out_by: Default::default(),
+            errors_by: Default::default(),
+            fanout: Histogram::new(FANOUT_BOUNDS),
+            latency: Histogram::new(LATENCY_BOUNDS),
+            queued: Histogram::new(QUEUE_BOUNDS),
+            messages_published: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            slow_consumer_disconnects: AtomicU64::new(0),
+            slow_consumer_drops: AtomicU64::new(0),
+            heartbeat_timeouts: AtomicU64::new(0),
+        }
+    }
+}
+
+fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
+    std::array::from_fn(|i| counters[i].load(Relaxed))
 }
 
 impl Stats {
+    pub(crate) fn connection_opened(&self, transport: TransportKind) {
+        self.opened_by[transport_index(transport)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, transport: TransportKind) {
+        self.closed_by[transport_index(transport)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn frame_in(&self, command: Command) {
+        self.frames_in_by[command as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn frame_out(&self, command: Command, n: u64) {
+        self.frames_out_by[command as usize].fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn error_sent(&self, reason: ErrorReason) {
+        // `ALL` lists the reasons in declaration order.
+        self.errors_by[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Connections opened and closed, by transport (see [`TRANSPORTS`]).
+    pub(crate) fn connections_by_transport(&self) -> ([u64; 3], [u64; 3]) {
+        (load_all(&self.opened_by), load_all(&self.closed_by))
+    }
+
+    /// Frames received and sent, by command (see [`Command::ALL`]).
+    pub(crate) fn frames_by_command(&self) -> ([u64; 15], [u64; 15]) {
+        (load_all(&self.frames_in_by), load_all(&self.frames_out_by))
+    }
+
+    /// `ERROR` frames by reason (see [`ErrorReason::ALL`]).
+    pub(crate) fn errors_by_reason(&self) -> [u64; 7] {
+        load_all(&self.errors_by)
+    }
+
     pub(crate) fn slow_consumer(&self, policy: SlowConsumerPolicy) {
         match policy {
             SlowConsumerPolicy::Disconnect => &self.slow_consumer_disconnects,
@@ -55,16 +246,16 @@ impl Stats {
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
-            connections_total: self.connections_total.load(Relaxed),
+            connections_total: self.opened_by.iter().map(|c| c.load(Relaxed)).sum(),
             connections_refused: self.connections_refused.load(Relaxed),
-            frames_in: self.frames_in.load(Relaxed),
-            frames_out: self.frames_out.load(Relaxed),
+            frames_in: self.frames_in_by.iter().map(|c| c.load(Relaxed)).sum(),
+            frames_out: self.frames_out_by.iter().map(|c| c.load(Relaxed)).sum(),
             messages_published: self.messages_published.load(Relaxed),
             deliveries: self.deliveries.load(Relaxed),
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
             slow_consumer_drops: self.slow_consumer_drops.load(Relaxed),
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
-            errors_sent: self.errors_sent.load(Relaxed),
+            errors_sent: self.errors_by.iter().map(|c| c.load(Relaxed)).sum(),
         }
     }
 }
@@ -93,4 +284,35 @@ pub struct StatsSnapshot {
     pub heartbeat_timeouts: u64,
     /// `ERROR` frames sent.
     pub errors_sent: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_label_arrays_are_indexed_by_declaration_order() {
+        for (i, reason) in ErrorReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?}");
+        }
+        for (i, command) in Command::ALL.iter().enumerate() {
+            assert_eq!(*command as usize, i, "{command:?}");
+        }
+        for (i, transport) in TRANSPORTS.iter().enumerate() {
+            assert_eq!(transport_index(*transport), i, "{transport:?}");
+        }
+    }
+
+    #[test]
+    fn totals_are_the_sums_of_the_per_label_counters() {
+        let stats = Stats::default();
+        stats.connection_opened(TransportKind::Tcp);
+        stats.connection_opened(TransportKind::WebSocket);
+        stats.error_sent(ErrorReason::Auth);
+        stats.error_sent(ErrorReason::Shutdown);
+        stats.error_sent(ErrorReason::Auth);
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.connections_total, snapshot.errors_sent), (2, 3));
+        assert_eq!(stats.errors_by_reason()[ErrorReason::Auth as usize], 2);
+    }
 }

@@ -1,6 +1,7 @@
 //! Subscriptions and their unacknowledged messages.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -50,6 +51,11 @@ struct Pending {
     /// connection's `max_pending_bytes`, past which the slow-consumer
     /// policy applies, as for any other subscriber.
     backlog_bytes: usize,
+    /// Live messages held while a replay is read (see [`crate::Replay`]);
+    /// `None` once released.
+    held: Option<VecDeque<Arc<Message>>>,
+    /// Octets of `held`.
+    held_bytes: usize,
 }
 
 impl Pending {
@@ -86,6 +92,10 @@ pub(crate) struct Subscription {
     /// The queue, for a queue subscription.
     pub(crate) queue: Option<Arc<Queue>>,
     pending: Mutex<Pending>,
+    /// Whether live messages are held (a replay is being read). Read
+    /// without the lock on the delivery path; only ever goes from `true`
+    /// to `false`, under the lock, after what was held is queued.
+    holding: AtomicBool,
 }
 
 impl Subscription {
@@ -97,7 +107,89 @@ impl Subscription {
         route: Arc<str>,
         queue: Option<Arc<Queue>>,
     ) -> Arc<Self> {
-        Arc::new(Self { id, session, ack, outbox, route, queue, pending: Mutex::default() })
+        let sub = Self::build(id, session, ack, outbox, route, Pending::default());
+        Arc::new(Self { queue, ..sub })
+    }
+
+    /// A topic subscription that holds live messages until
+    /// [`release`](Self::release) (for a replay).
+    pub(crate) fn held(
+        id: Bytes,
+        session: u64,
+        ack: AckMode,
+        outbox: Arc<Outbox>,
+        route: Arc<str>,
+    ) -> Arc<Self> {
+        let pending = Pending { held: Some(VecDeque::new()), ..Pending::default() };
+        Arc::new(Self::build(id, session, ack, outbox, route, pending))
+    }
+
+    /// A topic subscription with these pending messages; holding when
+    /// some are held.
+    fn build(
+        id: Bytes,
+        session: u64,
+        ack: AckMode,
+        outbox: Arc<Outbox>,
+        route: Arc<str>,
+        pending: Pending,
+    ) -> Self {
+        let holding = AtomicBool::new(pending.held.is_some());
+        Self { id, session, ack, outbox, route, queue: None, pending: Mutex::new(pending), holding }
+    }
+
+    /// Holds `message` if live messages are still held; gives it back
+    /// otherwise. Past `max_pending_bytes` the connection is closed as a
+    /// slow consumer: a replay must not be followed by a gap.
+    fn hold(&self, message: &Arc<Message>, limits: &Limits, stats: &Stats) -> Option<Offer> {
+        if !self.holding.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut pending = self.lock();
+        let bytes = pending.held_bytes + message.size();
+        let held = pending.held.as_mut()?;
+        if bytes > limits.max_pending_bytes && !held.is_empty() {
+            drop(pending);
+            stats.slow_consumer(SlowConsumerPolicy::Disconnect);
+            self.outbox.overflow();
+            return Some(Offer::Overflowed);
+        }
+        held.push_back(message.clone());
+        pending.held_bytes = bytes;
+        Some(Offer::Queued)
+    }
+
+    /// Queues `replayed`, then the held live messages `skip` does not
+    /// reject, then lets live messages through as usual. Replayed and held
+    /// messages are never dropped (the replay is bounded by whoever made
+    /// it, the held ones by `max_pending_bytes`).
+    pub(crate) fn release(
+        &self,
+        replayed: Vec<Arc<Message>>,
+        skip: Option<&(dyn Fn(&Message) -> bool + Send + Sync)>,
+        limits: &Limits,
+    ) -> usize {
+        let mut pending = self.lock();
+        let held = pending.held.take().unwrap_or_default();
+        pending.held_bytes = 0;
+        let live = held.into_iter().filter(|m| !skip.is_some_and(|skip| skip(m)));
+        let mut n = 0;
+        for message in replayed.into_iter().chain(live) {
+            n += 1;
+            if self.ack == AckMode::Auto {
+                self.outbox.push_reserved(self.delivery(message, None, false));
+            } else {
+                // Past the prefetch bound they wait in the backlog, as
+                // topic messages do.
+                pending.push_backlog(message);
+            }
+        }
+        while pending.unacked.len() < limits.max_unacked {
+            let Some(message) = pending.pop_backlog() else { break };
+            self.deliver_locked(&mut pending, message, false);
+        }
+        self.holding.store(false, Ordering::Release);
+        n
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -118,6 +210,9 @@ impl Subscription {
         policy: SlowConsumerPolicy,
         stats: &Stats,
     ) -> Offer {
+        if let Some(offer) = self.hold(message, limits, stats) {
+            return offer;
+        }
         if self.ack == AckMode::Auto {
             let delivery = self.delivery(message.clone(), None, false);
             return self.outbox.offer(delivery, limits.max_pending_bytes, policy, stats);

@@ -4,7 +4,8 @@
 //! receipt means messages from other nodes arrive, subscribe/unsubscribe
 //! churn leaves delivery exact and backplane interest following the last
 //! local subscriber, user destinations reach a user's sessions on every
-//! node, and queues stay on the node they were sent to.
+//! node, queues stay on the node they were sent to, and `publish_local`
+//! reaches only its own node.
 //!
 //! The same scenarios (`backplane_support::scenarios`) run against Redis
 //! in `backplane_redis.rs`; here they are small and need no server.
@@ -80,5 +81,27 @@ async fn user_destinations_reach_the_users_sessions_on_every_node() {
 async fn queues_stay_on_the_node_they_were_sent_to() {
     let cluster = Cluster::in_process(3).await;
     scenarios::queues_stay_on_their_node(&cluster).await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn publish_local_stays_on_its_node() {
+    let cluster = Cluster::in_process(2).await;
+    let mut here = cluster.client(0, "here").await;
+    let mut there = cluster.client(1, "there").await;
+    here.subscribe("s", "/topic/local", "auto").await;
+    there.subscribe("s", "/topic/local", "auto").await;
+    let broker = &cluster.nodes[0].broker;
+    let delivered = broker
+        .publish_local("/topic/local", stomp_codec::Headers::new(), "node only")
+        .expect("publish_local");
+    assert_eq!(delivered, 1);
+    assert_eq!(body(&here.expect_message().await), "node only");
+    there.expect_silence(QUIET).await;
+    assert_eq!(cluster.stats(0).published, 0, "it went to the backplane");
+    broker.publish("/topic/local", stomp_codec::Headers::new(), "everywhere").expect("publish");
+    assert_eq!(body(&here.expect_message().await), "everywhere");
+    assert_eq!(body(&there.expect_message().await), "everywhere");
+    drop((here, there));
     cluster.stop().await;
 }

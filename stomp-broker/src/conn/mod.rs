@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use stomp_codec::{Item, StompCodec};
+use stomp_codec::{Command, Item, StompCodec};
 use tokio::time::Instant;
 
 use crate::broker::Shared;
 use crate::error::StompError;
 use crate::outbox::{Delivery, Outgoing};
 use crate::session::{Flow, Session};
+use crate::stats::ErrorReason;
 
 pub(crate) use tcp::serve_tcp;
 pub use ws::{SUBPROTOCOLS, negotiate_subprotocol};
@@ -144,7 +145,10 @@ impl Core {
     fn shut_down(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
-            self.fail(&StompError::new("server shutting down"), false);
+            self.fail(
+                &StompError::new("server shutting down").reason(ErrorReason::Shutdown),
+                false,
+            );
         }
     }
 
@@ -181,7 +185,7 @@ impl Core {
                     break;
                 }
             };
-            self.shared.stats.frames_in(1);
+            self.shared.stats.frame_in(frame.command());
             let was_connected = self.session.is_connected();
             match self.session.handle(frame).await {
                 Ok(Flow::Continue) => {
@@ -204,7 +208,7 @@ impl Core {
         tracing::debug!(connected = self.session.is_connected(), message = %error.message, "closing connection with ERROR");
         self.session.outbox.seal(discard_pending);
         self.session.outbox.push_frame(error.to_frame());
-        self.shared.stats.error_sent(1);
+        self.shared.stats.error_sent(error.reason);
         self.close_after_flush();
     }
 
@@ -217,7 +221,7 @@ impl Core {
 
     fn slow_consumer(&mut self) {
         let limit = self.shared.policy.limits.max_pending_bytes;
-        let error = StompError::new("slow consumer").detail(format!(
+        let error = StompError::new("slow consumer").reason(ErrorReason::SlowConsumer).detail(format!(
             "More than {limit} bytes were waiting to be written to this connection; undelivered messages were dropped."
         ));
         self.fail(&error, true);
@@ -239,7 +243,8 @@ impl Core {
         if !self.session.is_connected() {
             if now >= self.started + heartbeat.connect_timeout {
                 let secs = heartbeat.connect_timeout.as_secs_f64();
-                self.fail(&StompError::new(format!("no CONNECT frame within {secs} s")), false);
+                let error = StompError::new(format!("no CONNECT frame within {secs} s"));
+                self.fail(&error.reason(ErrorReason::Heartbeat), false);
             }
             return Tick::Continue;
         }
@@ -252,7 +257,7 @@ impl Core {
             let message = format!(
                 "heart-beat timeout: nothing received within the agreed {ms} ms (with tolerance)"
             );
-            self.fail(&StompError::new(message), false);
+            self.fail(&StompError::new(message).reason(ErrorReason::Heartbeat), false);
             return Tick::Continue;
         }
         if let Some(send) = agreed.send
@@ -295,15 +300,47 @@ impl Core {
     /// Hands what was taken from the outbox to `encode`, one item at a time.
     fn encode_taken(&mut self, mut encode: impl FnMut(Outgoing)) {
         let mut taken = std::mem::take(&mut self.taken);
-        let frames = taken.len() as u64;
+        self.record(&taken);
         taken.drain(..).for_each(&mut encode);
         // Kept for the next batch only if small: idle connections hold
         // no buffers.
         if taken.capacity() <= 16 {
             self.taken = taken;
         }
-        self.shared.stats.frames_out(frames);
         self.session.on_drained();
+    }
+
+    /// Counts frames about to be written by command, and samples the
+    /// latency of the first message and the depth of the queue.
+    fn record(&self, taken: &[Outgoing]) {
+        let stats = &self.shared.stats;
+        let mut first_message = None;
+        let (mut messages, mut bytes) = (0, 0);
+        for item in taken {
+            match item {
+                Outgoing::Message(delivery) => {
+                    messages += 1;
+                    first_message.get_or_insert(&delivery.message);
+                    bytes += delivery.message.size();
+                }
+                // The session's own frames are few: counted one by one.
+                Outgoing::Frame(frame) => {
+                    stats.frame_out(frame.command(), 1);
+                    bytes += frame.body().len() + 128;
+                }
+            }
+        }
+        // One shared counter update per batch, not per message.
+        if messages > 0 {
+            stats.frame_out(Command::Message, messages);
+        }
+        if let Some(message) = first_message {
+            stats.latency.observe_micros(message.age());
+        }
+        if !taken.is_empty() {
+            let waiting = self.session.outbox.pending_bytes() + bytes;
+            stats.queued.observe(u64::try_from(waiting).unwrap_or(u64::MAX));
+        }
     }
 }
 

@@ -35,7 +35,7 @@ const MAX_IOV: usize = 64;
 
 pub(crate) async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: Option<SocketAddr>) {
     let _ = stream.set_nodelay(true);
-    let Some(_slot) = shared.open_connection() else {
+    let Some(_slot) = shared.open_connection(TransportKind::Tcp) else {
         Box::pin(refuse(stream, &shared)).await;
         return;
     };
@@ -62,6 +62,7 @@ async fn refuse(mut stream: TcpStream, shared: &Shared) {
 pub(super) fn too_many_connections(shared: &Shared) -> StompError {
     let max = shared.policy.limits.max_connections;
     StompError::new("too many connections")
+        .reason(crate::stats::ErrorReason::Limit)
         .detail(format!("The server accepts at most {max} connections."))
 }
 

@@ -4,6 +4,7 @@ use stomp_codec::{Command, Frame, Version};
 
 use super::{Flow, Outcome, Session};
 use crate::error::StompError;
+use crate::stats::ErrorReason;
 use crate::{ConnectRequest, SessionInfo};
 
 /// The versions this broker speaks, for `ERROR` frames.
@@ -37,7 +38,12 @@ impl Session {
             transport: self.transport,
             peer: self.peer,
         };
-        let principal = self.shared.authenticator.authenticate(&request).await?;
+        let principal = self
+            .shared
+            .authenticator
+            .authenticate(&request)
+            .await
+            .map_err(|r| StompError::from(r).reason(ErrorReason::Auth))?;
         self.heartbeat = self.shared.heartbeat.negotiate(client_send, client_receive);
         let connected = Frame::new(Command::Connected)
             .with_header("version", version.as_str())

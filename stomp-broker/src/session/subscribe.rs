@@ -1,10 +1,16 @@
 //! SUBSCRIBE and UNSUBSCRIBE.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use stomp_codec::{Frame, Version};
 
 use super::{Flow, Outcome, Session, required};
+use crate::Replay;
 use crate::error::StompError;
+use crate::message::Message;
+use crate::router::is_queue;
+use crate::stats::ErrorReason;
 use crate::subscription::{AckMode, Subscription};
 
 /// How long a SUBSCRIBE waits for the backplane to confirm.
@@ -30,22 +36,29 @@ impl Session {
             return Err(StompError::new(format!(
                 "too many subscriptions (the limit is {})",
                 limits.max_subscriptions
-            )));
+            ))
+            .reason(ErrorReason::Limit));
         }
         let ack = AckMode::parse(frame.header("ack")).ok_or_else(|| {
             StompError::new("invalid ack mode")
                 .detail("The ack header must be auto, client or client-individual.")
         })?;
         let route = self.route_of(destination);
+        let replay = self
+            .shared
+            .replay
+            .clone()
+            .filter(|r| !is_queue(&route) && r.wants_replay(self.info(), &frame));
         let (num, outbox, sub_id) = (self.num, self.outbox.clone(), id.clone());
         let (sub, ready) = self
             .shared
             .router
-            .subscribe(&route, &limits, |queue| {
-                Subscription::new(sub_id, num, ack, outbox, route.as_str().into(), queue)
+            .subscribe(&route, &limits, |queue| match replay {
+                Some(_) => Subscription::held(sub_id, num, ack, outbox, route.as_str().into()),
+                None => Subscription::new(sub_id, num, ack, outbox, route.as_str().into(), queue),
             })
             .map_err(|e| StompError::new(e.to_string()))?;
-        self.subscriptions.insert(id, sub);
+        self.subscriptions.insert(id.clone(), sub.clone());
         // The RECEIPT (if asked for) follows once other nodes' messages
         // for the destination reach this one.
         if let Some(ready) = ready
@@ -53,7 +66,42 @@ impl Session {
         {
             tracing::warn!(%route, "backplane subscription not confirmed in time; going on");
         }
+        if let Some(replay) = replay {
+            let destination = destination.to_owned();
+            self.replay(&*replay, &frame, &destination, &id, &sub).await?;
+        }
         Ok(Flow::Continue)
+    }
+
+    /// Reads what `replay` gives the new subscription `sub` and delivers
+    /// it ahead of the live messages held meanwhile. On a refusal the
+    /// subscription is ended.
+    async fn replay(
+        &mut self,
+        replay: &dyn Replay,
+        frame: &Frame,
+        destination: &str,
+        id: &Bytes,
+        sub: &Arc<Subscription>,
+    ) -> Result<(), StompError> {
+        let limits = self.shared.policy.limits;
+        let batch = match replay.replay(self.info(), frame).await {
+            Ok(batch) => batch,
+            Err(rejection) => {
+                self.subscriptions.remove(id);
+                self.shared.router.unsubscribe(sub, &limits);
+                return Err(rejection.into());
+            }
+        };
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for (headers, body) in &batch.messages {
+            let message = Message::new(destination, self.shared.next_message(), headers, body)
+                .map_err(|e| StompError::new(format!("replayed message refused: {e}")))?;
+            messages.push(message);
+        }
+        let delivered = sub.release(messages, batch.skip_live.as_deref(), &limits);
+        self.shared.stats.delivered(delivered as u64);
+        Ok(())
     }
 
     pub(super) fn unsubscribe(&mut self, frame: &Frame) -> Outcome {

@@ -7,6 +7,7 @@ use stomp_codec::Frame;
 
 use super::{Flow, Outcome, Session, required};
 use crate::error::StompError;
+use crate::stats::ErrorReason;
 use crate::subscription::Subscription;
 
 /// A frame held in a transaction.
@@ -49,7 +50,8 @@ impl Session {
         if self.transactions.len() >= max {
             return Err(StompError::new(format!(
                 "too many open transactions (the limit is {max})"
-            )));
+            ))
+            .reason(ErrorReason::Limit));
         }
         self.transactions.insert(tx, Vec::new());
         Ok(Flow::Continue)
@@ -87,13 +89,15 @@ impl Session {
         let size = op.size();
         if self.transaction_bytes + size > max_bytes {
             return Err(StompError::new(format!("transactions hold too many bytes (the limit is {max_bytes})"))
+                .reason(ErrorReason::Limit)
                 .detail("The SEND frames held in this connection's open transactions would pass the limit; commit or abort first."));
         }
         let ops = self.transactions.get_mut(tx).ok_or_else(|| unknown(tx))?;
         if ops.len() >= max {
             return Err(StompError::new(format!(
                 "transaction holds too many frames (the limit is {max})"
-            )));
+            ))
+            .reason(ErrorReason::Limit));
         }
         ops.push(op);
         self.transaction_bytes += size;

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::stats::{Histogram, LATENCY_BOUNDS};
+
 use super::{HistoryStore, MessageId, RoomId, StoreError, StoredMessage};
 
 /// Settings of a [`HistoryWriter`].
@@ -157,7 +159,14 @@ struct Inner {
     refused: AtomicU64,
     batches: AtomicU64,
     failures: AtomicU64,
+    /// Messages per batch written.
+    pub(crate) batch_sizes: Histogram,
+    /// Microseconds per successful batch write.
+    pub(crate) write_times: Histogram,
 }
+
+/// Messages per batch.
+const BATCH_BOUNDS: &[u64] = &[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 
 #[derive(Default)]
 struct State {
@@ -201,6 +210,8 @@ impl HistoryWriter {
             refused: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            batch_sizes: Histogram::new(BATCH_BOUNDS),
+            write_times: Histogram::new(LATENCY_BOUNDS),
         });
         tokio::spawn(run(Arc::clone(&inner)));
         Self { shared: Arc::new(Handle { inner }) }
@@ -305,6 +316,14 @@ impl HistoryWriter {
         state.queue.iter().filter(|m| m.room == room && keep(m.id)).cloned().collect()
     }
 
+    /// Batch sizes and write times (microseconds), for the metrics.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn histograms(
+        &self,
+    ) -> (crate::stats::HistogramSnapshot, crate::stats::HistogramSnapshot) {
+        (self.inner().batch_sizes.snapshot(), self.inner().write_times.snapshot())
+    }
+
     /// Like [`HistoryStore::page`] (newest first, ids below `before`), and
     /// including messages not written yet.
     ///
@@ -398,6 +417,7 @@ async fn run(inner: Arc<Inner>) {
         }
         state.last_batch = batch.len();
         drop(state);
+        inner.batch_sizes.observe(batch.len() as u64);
         inner.batches.fetch_add(1, Ordering::Relaxed);
         inner.done.send_modify(|n| *n += batch.len() as u64);
     }
@@ -431,8 +451,10 @@ async fn write(inner: &Inner, batch: &[StoredMessage], config: &WriterConfig) ->
         };
         match result {
             Ok(()) => {
+                let elapsed = started.elapsed();
+                inner.write_times.observe_micros(elapsed);
                 let mut state = inner.lock();
-                state.last_write = started.elapsed();
+                state.last_write = elapsed;
                 state.failing = false;
                 drop(state);
                 if let Some(since) = failing_since {
