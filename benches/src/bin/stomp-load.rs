@@ -4,6 +4,8 @@
 //! ```text
 //! stomp-load [--target 127.0.0.1:61613] fanout --subscribers 1000 --body 100 --duration 20
 //! stomp-load connections --connections 10000 --broker-pid PID
+//! stomp-load --transport ws rooms --rooms 500 --members 10 --rate-per-member 1
+//! stomp-load queue --producers 2 --consumers 2 --prefetch 100 --duration 20
 //! ```
 //!
 //! Each scenario prints a table, then one line `RESULT {json}` with the
@@ -20,7 +22,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use load::connections::{self, ConnectionsArgs};
 use load::fanout::{self, FanoutArgs};
+use load::queue::{self, QueueArgs};
 use load::report::Report;
+use load::rooms::{self, RoomsArgs};
 use load::{Common, Result};
 
 /// A load generator for STOMP brokers.
@@ -42,6 +46,12 @@ enum Scenario {
     /// Many idle subscribed connections: the broker's memory per
     /// connection, and a message that must reach them all.
     Connections(ConnectionsArgs),
+    /// Chat rooms: every member of a room publishes to it at a fixed rate
+    /// and receives everything published there.
+    Rooms(RoomsArgs),
+    /// Producers and consumers on one queue, with individual
+    /// acknowledgements: each message consumed exactly once.
+    Queue(QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +69,8 @@ fn main() -> ExitCode {
         match &cli.scenario {
             Scenario::Fanout(args) => fanout::run(&cli.common, args).await,
             Scenario::Connections(args) => connections::run(&cli.common, args).await,
+            Scenario::Rooms(args) => rooms::run(&cli.common, args).await,
+            Scenario::Queue(args) => queue::run(&cli.common, args).await,
         }
     });
     // Connections still closing must not hold the exit up.

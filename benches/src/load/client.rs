@@ -3,6 +3,7 @@
 //! [`encode_frame`] out (over WebSocket, one message per frame).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use stomp_codec::{Command, Frame, Item, StompCodec, Version, encode_frame};
@@ -44,6 +45,18 @@ impl FrameReader {
                 } else {
                     Err(Error::new("the broker closed the connection in the middle of a frame"))
                 };
+            }
+        }
+    }
+
+    /// The next frame if the octets already read hold a whole one: to
+    /// handle every frame of one read before writing the answers together.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Frame>> {
+        loop {
+            match self.codec.decode_item(&mut self.buf)? {
+                Some(Item::Frame(frame)) => return Ok(Some(frame)),
+                Some(Item::Heartbeat) => continue,
+                None => return Ok(None),
             }
         }
     }
@@ -111,6 +124,19 @@ impl FrameWriter {
     }
 }
 
+/// Who a session says it is: the `login`, `passcode` and `host` headers
+/// of its `CONNECT` (RabbitMQ checks all three; `host` is its virtual
+/// host).
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    /// `login`.
+    pub(crate) login: Arc<str>,
+    /// `passcode`.
+    pub(crate) passcode: Arc<str>,
+    /// `host`.
+    pub(crate) host: Arc<str>,
+}
+
 /// An open STOMP session.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -121,10 +147,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Opens a transport connection and a STOMP 1.2 session on it, without
-    /// heart-beats; `read_chunk` is the read buffer's growth step.
+    /// Opens a transport connection and a STOMP 1.2 session on it as
+    /// `login`, without heart-beats; `read_chunk` is the read buffer's
+    /// growth step.
     pub(crate) async fn connect(
         target: Target,
+        login: &Login,
         source: Option<IpAddr>,
         read_chunk: usize,
     ) -> Result<Self> {
@@ -142,7 +170,9 @@ impl Session {
         };
         let connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.2")
-            .with_header("host", "localhost")
+            .with_header("host", login.host.to_string())
+            .with_header("login", login.login.to_string())
+            .with_header("passcode", login.passcode.to_string())
             .with_header("heart-beat", "0,0");
         session.writer.send(&connect).await?;
         let connected = session.reader.expect(Command::Connected).await?;
@@ -161,12 +191,27 @@ impl Session {
     /// waits for the broker's receipt, so that the subscription is live
     /// when this returns.
     pub(crate) async fn subscribe(&mut self, id: &str, destination: &str) -> Result<()> {
+        self.subscribe_with(id, destination, "auto", &[]).await
+    }
+
+    /// Subscribes as [`subscribe`](Self::subscribe) does, with the `ack`
+    /// mode `ack` and the `extra` headers (such as a prefetch).
+    pub(crate) async fn subscribe_with(
+        &mut self,
+        id: &str,
+        destination: &str,
+        ack: &'static str,
+        extra: &[(&'static str, String)],
+    ) -> Result<()> {
         let receipt = format!("sub-{id}");
-        let subscribe = Frame::new(Command::Subscribe)
+        let mut subscribe = Frame::new(Command::Subscribe)
             .with_header("id", id.to_owned())
             .with_header("destination", destination.to_owned())
-            .with_header("ack", "auto")
+            .with_header("ack", ack)
             .with_header("receipt", receipt.clone());
+        for (name, value) in extra {
+            subscribe = subscribe.with_header(*name, value.clone());
+        }
         self.writer.send(&subscribe).await?;
         let answer = self.reader.expect(Command::Receipt).await?;
         if answer.header("receipt-id") != Some(receipt.as_bytes()) {

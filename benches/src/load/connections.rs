@@ -10,7 +10,11 @@
 //!    (after − before) / C is the cost of one idle subscribed connection.
 //! 4. Unless `--no-probe`: one more connection sends one message to the
 //!    topic, and every connection must receive it once, within
-//!    `--probe-timeout` seconds. The time each took is recorded.
+//!    `--probe-timeout` seconds. The time each took is recorded. With
+//!    `--await-probe`, nothing is sent: the probe is expected from another
+//!    process (through another broker node, say), and `--ready-file` is
+//!    written once the connections are open and settled, for whoever sends
+//!    it (its latency is not recorded: the clocks differ).
 //! 5. After `--hold` more seconds, every connection closes.
 //!
 //! One process can hold at most its open-file limit (`ulimit -n`) of
@@ -54,6 +58,13 @@ pub(crate) struct ConnectionsArgs {
     /// broker from outside).
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// Send no probe: wait for one sent by another process.
+    #[arg(long, conflicts_with = "no_probe")]
+    await_probe: bool,
+    /// A file written (`open N`) once the connections are open and
+    /// settled.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 /// Spare read room of an idle connection: the probe is small.
@@ -145,9 +156,16 @@ pub(crate) async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Repor
     let rss_after = broker.as_deref().map(procfs::rss).transpose()?;
     let own_after = procfs::rss("self")?;
 
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, format!("open {open}\n"))
+            .map_err(|e| Error::new(format!("--ready-file {}: {e}", path.display())))?;
+    }
+
     // Probe.
     let probe = if args.no_probe || open == 0 {
         None
+    } else if args.await_probe {
+        Some(await_probe(args, &shared, open).await)
     } else {
         Some(probe(common, args, &shared, open).await)
     };
@@ -181,18 +199,20 @@ pub(crate) async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Repor
         "KiB",
     );
     let mut ok = failed == 0 && dropped == 0;
-    if let Some(probe) = probe {
+    if let Some(probe) = &probe {
         ok &= probe.received == open && probe.error.is_none();
         report.int("probe_received", "probe received by", probe.received);
         report.bool("probe_all", "probe reached every connection", probe.received == open);
+        if let Some(error) = &probe.error {
+            first_error.get_or_insert(error.clone());
+        }
+    }
+    if probe.is_some() && !args.await_probe {
         let latency = Summary::of(&shared.latencies.merged());
         report.float("probe_first_us", "probe first receipt", latency.min_us, 1, "µs");
         report.float("probe_p50_us", "probe p50", latency.p50_us, 1, "µs");
         report.float("probe_p99_us", "probe p99", latency.p99_us, 1, "µs");
         report.float("probe_last_us", "probe last receipt", latency.max_us, 1, "µs");
-        if let Some(error) = probe.error {
-            first_error.get_or_insert(error);
-        }
     }
     report.int("dropped", "connections closed early", dropped);
     if let Some(error) = first_error {
@@ -223,6 +243,7 @@ fn add_rss(report: &mut Report, before: Rss, after: Rss, open: u64) {
 }
 
 /// How the probe went.
+#[derive(Debug)]
 struct Probe {
     received: u64,
     error: Option<String>,
@@ -234,7 +255,8 @@ async fn probe(common: &Common, args: &ConnectionsArgs, shared: &Shared, open: u
     let deadline = Instant::now() + Duration::from_secs_f64(args.probe_timeout);
     let sent = async {
         let source = common.source(args.connections);
-        let mut session = Session::connect(common.target(), source, READ_CHUNK).await?;
+        let mut session =
+            Session::connect(common.target(), &common.login(), source, READ_CHUNK).await?;
         let stamp = Stamp { publisher: 0, seq: 0, sent_ns: shared.clock.now_ns() };
         let send = Frame::new(Command::Send)
             .with_header("destination", args.topic.clone())
@@ -261,6 +283,22 @@ async fn probe(common: &Common, args: &ConnectionsArgs, shared: &Shared, open: u
     Probe { received: shared.received.load(Ordering::Relaxed), error }
 }
 
+/// Waits until `open` connections have a probe another process sent, or
+/// the timeout.
+async fn await_probe(args: &ConnectionsArgs, shared: &Shared, open: u64) -> Probe {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.probe_timeout);
+    let error = loop {
+        if shared.received.load(Ordering::Relaxed) >= open {
+            break None;
+        }
+        if Instant::now() >= deadline {
+            break Some("no probe reached every connection in time".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    Probe { received: shared.received.load(Ordering::Relaxed), error }
+}
+
 /// One idle connection.
 struct Idle {
     idx: usize,
@@ -280,8 +318,8 @@ impl Idle {
             let _permit = self.gate.acquire().await;
             let open = async {
                 let source = self.common.source(self.idx);
-                let mut session =
-                    Session::connect(self.common.target(), source, READ_CHUNK).await?;
+                let (target, login) = (self.common.target(), self.common.login());
+                let mut session = Session::connect(target, &login, source, READ_CHUNK).await?;
                 session.subscribe("0", &self.topic).await?;
                 Ok::<_, Error>(session)
             };

@@ -27,19 +27,20 @@
 //! by all subscribers together (deliveries/s) in the measured period.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use stomp_codec::{Command, Frame};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::body::{STAMP_LEN, Stamp};
 use super::client::{Session, error_frame};
+use super::publisher::{self, Plan, Progress, PubStats};
 use super::report::Report;
 use super::stats::{Batch, Latencies, Summary};
-use super::{Clock, Common, Error, Result, f64_to_u64, procfs, secs_to_ns};
+use super::{Clock, Common, CpuTimes, Error, Period, Result, secs_to_ns, wait_until};
 
 /// Options of the `fanout` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,14 +87,8 @@ pub(crate) struct FanoutArgs {
     publish_target: Option<std::net::SocketAddr>,
 }
 
-/// Messages encoded per write at most.
-const SEND_BATCH: u64 = 64;
 /// Read buffer growth step of subscribers and publishers.
 const READ_CHUNK: usize = 16 * 1024;
-/// Longest wait for a write to the broker, or for a window to open,
-/// before the condition is checked again.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(50);
 /// A subscriber's progress once it is gone: it no longer holds anyone back.
 const GONE: u32 = u32::MAX;
 
@@ -139,24 +134,27 @@ struct Flow {
     notify: Notify,
 }
 
+impl Progress for Flow {
+    fn floor(&self) -> u64 {
+        self.progress.iter().map(|p| u64::from(p.load(Ordering::Relaxed))).min().unwrap_or(0)
+    }
+
+    fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
 /// What publishers and subscribers share.
 #[derive(Debug)]
 struct Shared {
     clock: Clock,
-    flows: Vec<Flow>,
+    /// One per publisher, shared with it.
+    flows: Vec<Arc<Flow>>,
     latencies: Latencies,
-    /// The measured period, in clock nanoseconds (`u64::MAX` until known).
-    window_start: AtomicU64,
-    window_end: AtomicU64,
+    /// The measured period.
+    period: Period,
     /// Subscribers wake publishers every this many messages.
     notify_step: u32,
-}
-
-impl Shared {
-    fn in_window(&self, ns: u64) -> bool {
-        ns >= self.window_start.load(Ordering::Relaxed)
-            && ns < self.window_end.load(Ordering::Relaxed)
-    }
 }
 
 /// What one subscriber saw.
@@ -173,17 +171,6 @@ struct SubStats {
     error: Option<String>,
 }
 
-/// What one publisher did.
-#[derive(Debug, Default)]
-struct PubStats {
-    sent: u32,
-    sent_in_window: u64,
-    /// Time spent waiting for receipts, and for the slowest subscriber.
-    waited_receipt: Duration,
-    waited_lag: Duration,
-    error: Option<String>,
-}
-
 /// Runs the scenario.
 pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     args.validate()?;
@@ -192,36 +179,31 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     let shared = Arc::new(Shared {
         clock,
         flows: (0..args.publishers)
-            .map(|_| Flow {
-                progress: (0..args.subscribers).map(|_| AtomicU32::new(0)).collect(),
-                notify: Notify::new(),
+            .map(|_| {
+                Arc::new(Flow {
+                    progress: (0..args.subscribers).map(|_| AtomicU32::new(0)).collect(),
+                    notify: Notify::new(),
+                })
             })
             .collect(),
         latencies: Latencies::new(16),
-        window_start: AtomicU64::new(u64::MAX),
-        window_end: AtomicU64::new(u64::MAX),
+        period: Period::unknown(),
         notify_step: (args.max_lag / 4).max(1),
     });
 
     // 1. Subscribers, all live before anything is published.
     let setup = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (subscribers, ready) = open_subscribers(common, args, &shared, &stop_rx).await;
-    if let Err(error) = ready {
-        let _ = stop_tx.send(true);
-        for handle in subscribers {
-            let _ = handle.await;
-        }
-        return Err(error);
-    }
+    let subscribers = open_subscribers(common, args, &shared, &stop_rx).await?;
     let mut publishers = Vec::with_capacity(args.publishers);
+    let login = common.login();
     for p in 0..args.publishers {
         let source = common.source(args.subscribers + p);
         let mut target = common.target();
         if let Some(addr) = args.publish_target {
             target.addr = addr;
         }
-        let open = Session::connect(target, source, READ_CHUNK);
+        let open = Session::connect(target, &login, source, READ_CHUNK);
         let session = tokio::time::timeout(common.connect_timeout(), open)
             .await
             .map_err(|_| Error::new("timed out opening a publisher connection"))??;
@@ -233,10 +215,10 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     let start_ns = clock.now_ns() + secs_to_ns(0.05);
     let window_start = start_ns + secs_to_ns(args.warmup);
     let window_end = window_start + secs_to_ns(args.duration);
-    shared.window_start.store(window_start, Ordering::Relaxed);
-    shared.window_end.store(window_end, Ordering::Relaxed);
+    shared.period.set(window_start, window_end);
     let plan = Plan {
-        topic: Bytes::from(args.topic.clone()),
+        destination: Bytes::from(args.topic.clone()),
+        headers: Arc::new([]),
         body: args.body,
         window: args.window,
         receipt_every: args.receipt_every(),
@@ -246,38 +228,15 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
         window_start,
         end_ns: window_end,
     };
-    let publishers: Vec<JoinHandle<PubStats>> = publishers
-        .into_iter()
-        .zip(0u32..)
-        .map(|(session, id)| tokio::spawn(publish(id, session, shared.clone(), plan.clone())))
-        .collect();
-    let broker_pid = common.broker_pid.map(|pid| pid.to_string());
-    tokio::time::sleep_until(clock.instant(window_start)).await;
-    let cpu_before = cpu_times(broker_pid.as_deref());
-    tokio::time::sleep_until(clock.instant(window_end)).await;
-    let cpu_after = cpu_times(broker_pid.as_deref());
-    let mut pub_stats = Vec::with_capacity(publishers.len());
-    for handle in publishers {
-        pub_stats.push(handle.await.unwrap_or_else(|e| PubStats {
-            error: Some(format!("publisher task failed: {e}")),
-            ..PubStats::default()
-        }));
-    }
+    let flows: Vec<Arc<dyn Progress>> =
+        shared.flows.iter().map(|f| f.clone() as Arc<dyn Progress>).collect();
+    let (pub_stats, cpu_before, cpu_after) =
+        publisher::run_period(publishers, &flows, clock, &plan, common).await;
     let totals: Vec<u32> = pub_stats.iter().map(|s| s.sent).collect();
 
     // 3. Drain.
-    let drain = Instant::now();
-    let drain_deadline = drain + Duration::from_secs_f64(args.drain_timeout);
-    let drained = loop {
-        if caught_up(&shared, &totals) {
-            break true;
-        }
-        if Instant::now() >= drain_deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let drain_secs = drain.elapsed().as_secs_f64();
+    let (drained, drain_secs) =
+        wait_until(args.drain_timeout, || caught_up(&shared, &totals)).await;
     let _ = stop_tx.send(true);
     let mut sub_stats = Vec::with_capacity(subscribers.len());
     for handle in subscribers {
@@ -310,32 +269,8 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     summarize(&mut report, args, &shared, &pub_stats, &sub_stats, &totals);
     report.bool("drained", "drained in time", drained);
     report.float("drain_s", "drain", drain_secs, 2, "s");
-    let measured = args.duration;
-    if let (Some((gen0, broker0)), Some((gen1, broker1))) = (cpu_before, cpu_after) {
-        report.float(
-            "loadgen_cpu_pct",
-            "load generator CPU",
-            100.0 * (gen1 - gen0) / measured,
-            0,
-            "% of a core",
-        );
-        if let (Some(b0), Some(b1)) = (broker0, broker1) {
-            report.float(
-                "broker_cpu_pct",
-                "broker CPU",
-                100.0 * (b1 - b0) / measured,
-                0,
-                "% of a core",
-            );
-        }
-    }
+    CpuTimes::report(cpu_before, cpu_after, args.duration, &mut report);
     Ok(report)
-}
-
-/// This process's CPU seconds, and the broker's when known.
-fn cpu_times(broker: Option<&str>) -> Option<(f64, Option<f64>)> {
-    let own = procfs::cpu_seconds("self").ok()?;
-    Some((own, broker.and_then(|pid| procfs::cpu_seconds(pid).ok())))
 }
 
 /// Whether every live subscriber received everything sent.
@@ -375,28 +310,18 @@ fn summarize(
     let pub_errors = publishers.iter().filter(|p| p.error.is_some()).count() as u64;
     let measured = args.duration;
 
-    report.int("published", "published (all)", published);
-    report.float(
-        "published_per_s",
-        "published/s",
-        published_in_window as f64 / measured,
-        0,
-        "msg/s",
-    );
-    report.float("deliveries_per_s", "deliveries/s", in_window as f64 / measured, 0, "msg/s");
-    report.int("expected_deliveries", "deliveries expected (all)", expected);
-    report.int("received", "deliveries received (all)", received);
-    report.int("lost", "lost", lost);
-    report.int("duplicates", "duplicates", duplicates);
-    report.int("malformed", "malformed or unexpected frames", malformed);
-    let latency = Summary::of(&shared.latencies.merged());
-    report.int("latency_count", "latencies recorded", latency.count);
-    report.float("latency_p50_us", "latency p50", latency.p50_us, 1, "µs");
-    report.float("latency_p90_us", "latency p90", latency.p90_us, 1, "µs");
-    report.float("latency_p99_us", "latency p99", latency.p99_us, 1, "µs");
-    report.float("latency_p999_us", "latency p99.9", latency.p999_us, 1, "µs");
-    report.float("latency_max_us", "latency max", latency.max_us, 1, "µs");
-    report.float("latency_mean_us", "latency mean", latency.mean_us, 1, "µs");
+    let deliveries = Deliveries {
+        published,
+        published_in_window,
+        expected,
+        received,
+        received_in_window: in_window,
+        lost,
+        duplicates,
+        malformed,
+    };
+    deliveries.add_to(report, measured);
+    Summary::of(&shared.latencies.merged()).add_to(report);
     let waited = |f: fn(&PubStats) -> Duration| {
         publishers.iter().map(|p| f(p).as_secs_f64()).sum::<f64>() / publishers.len() as f64
     };
@@ -429,95 +354,41 @@ fn summarize(
     });
 }
 
-/// Opens the subscribers; returns their tasks, and an error if any could
-/// not subscribe.
+/// Opens the subscribers, each subscribed (receipt awaited), and starts
+/// their tasks.
 async fn open_subscribers(
     common: &Common,
     args: &FanoutArgs,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
-) -> (Vec<JoinHandle<SubStats>>, Result<()>) {
-    let gate = Arc::new(Semaphore::new(common.connect_batch.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::channel(args.subscribers);
+) -> Result<Vec<JoinHandle<SubStats>>> {
     let topic: Arc<str> = args.topic.as_str().into();
-    let handles = (0..args.subscribers)
-        .map(|idx| {
-            let setup = SubSetup {
-                idx,
-                common: common.clone(),
-                topic: topic.clone(),
-                gate: gate.clone(),
-                ready: ready_tx.clone(),
-            };
-            tokio::spawn(subscribe(setup, shared.clone(), stop.clone()))
-        })
-        .collect();
-    drop(ready_tx);
-    let (mut ready, mut failed, mut first_error) = (0usize, 0usize, None);
-    while ready + failed < args.subscribers {
-        match ready_rx.recv().await {
-            Some(Ok(())) => ready += 1,
-            Some(Err(error)) => {
-                failed += 1;
-                first_error.get_or_insert(error);
+    let sessions = common
+        .open_sessions(args.subscribers, "subscribers", |idx, login| {
+            let (target, source, topic) = (common.target(), common.source(idx), topic.clone());
+            async move {
+                let mut session = Session::connect(target, &login, source, READ_CHUNK).await?;
+                session.subscribe("0", &topic).await?;
+                Ok(session)
             }
-            None => break,
-        }
-    }
-    let result = match first_error {
-        None if ready == args.subscribers => Ok(()),
-        None => Err(Error::new("subscriber tasks ended before subscribing")),
-        Some(error) => Err(Error::new(format!(
-            "{failed} of {} subscribers could not subscribe; the first error: {error}",
-            args.subscribers
-        ))),
-    };
-    (handles, result)
+        })
+        .await?;
+    Ok(sessions
+        .into_iter()
+        .enumerate()
+        .map(|(idx, session)| tokio::spawn(subscribe(idx, session, shared.clone(), stop.clone())))
+        .collect())
 }
 
-/// What a subscriber task needs to open its subscription.
-struct SubSetup {
-    idx: usize,
-    common: Common,
-    topic: Arc<str>,
-    gate: Arc<Semaphore>,
-    ready: mpsc::Sender<Result<()>>,
-}
-
-/// One subscriber: subscribe, say so, then receive until stopped.
+/// One subscriber: receive until stopped.
 async fn subscribe(
-    setup: SubSetup,
+    idx: usize,
+    mut session: Session,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> SubStats {
-    let SubSetup { idx, common, topic, gate, ready } = setup;
     let publishers = shared.flows.len();
     let mut stats = SubStats { next: vec![0; publishers], ..SubStats::default() };
-    let opened = {
-        let _permit = gate.acquire().await;
-        let open = async {
-            let mut session =
-                Session::connect(common.target(), common.source(idx), READ_CHUNK).await?;
-            session.subscribe("0", &topic).await?;
-            Ok::<_, Error>(session)
-        };
-        tokio::time::timeout(common.connect_timeout(), open)
-            .await
-            .unwrap_or_else(|_| Err(Error::new("timed out subscribing")))
-    };
-    let mut session = match opened {
-        Ok(session) => {
-            let _ = ready.send(Ok(())).await;
-            session
-        }
-        Err(error) => {
-            stats.error = Some(error.to_string());
-            let _ = ready.send(Err(error)).await;
-            leave(&shared, idx);
-            return stats;
-        }
-    };
-    drop(ready);
     let mut latencies = Batch::new(idx);
     loop {
         let frame = tokio::select! {
@@ -578,10 +449,10 @@ fn receive(
         return;
     };
     stats.received += 1;
-    if shared.in_window(now) {
+    if shared.period.contains(now) {
         stats.received_in_window += 1;
     }
-    if shared.in_window(stamp.sent_ns) {
+    if shared.period.contains(stamp.sent_ns) {
         latencies.push(now.saturating_sub(stamp.sent_ns), &shared.latencies);
     }
     let next = &mut stats.next[publisher];
@@ -598,148 +469,38 @@ fn receive(
     }
 }
 
-/// A publisher's instructions.
-#[derive(Debug, Clone)]
-struct Plan {
-    topic: Bytes,
-    body: usize,
-    window: u32,
-    receipt_every: u32,
-    max_lag: u32,
-    /// Nanoseconds between two messages of this publisher, with `--rate`.
-    interval_ns: Option<f64>,
-    start_ns: u64,
-    window_start: u64,
-    end_ns: u64,
+/// What a topic scenario delivered: the figures `fanout` and `rooms`
+/// report alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deliveries {
+    /// Messages published, all of the run.
+    pub(crate) published: u64,
+    /// Messages published in the measured period.
+    pub(crate) published_in_window: u64,
+    /// Deliveries that should have arrived, all of the run.
+    pub(crate) expected: u64,
+    /// Deliveries that arrived, all of the run.
+    pub(crate) received: u64,
+    /// Deliveries that arrived in the measured period.
+    pub(crate) received_in_window: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) malformed: u64,
 }
 
-/// Receipts seen by a publisher's reading task.
-#[derive(Debug, Default)]
-struct Receipts {
-    /// One past the highest sequence number receipted.
-    acked: AtomicU32,
-    notify: Notify,
-    error: std::sync::OnceLock<String>,
-}
-
-/// One publisher: send until the end of the measured period.
-async fn publish(id: u32, session: Session, shared: Arc<Shared>, plan: Plan) -> PubStats {
-    let Session { mut reader, mut writer } = session;
-    let receipts = Arc::new(Receipts::default());
-    let reading = {
-        let receipts = receipts.clone();
-        tokio::spawn(async move {
-            let error = loop {
-                match reader.next_frame().await {
-                    Ok(Some(frame)) if frame.command() == Command::Receipt => {
-                        let seq =
-                            frame.header_str("receipt-id").and_then(|s| s.parse::<u32>().ok());
-                        if let Some(seq) = seq {
-                            receipts.acked.fetch_max(seq.saturating_add(1), Ordering::Release);
-                            receipts.notify.notify_one();
-                        }
-                    }
-                    Ok(Some(frame)) if frame.command() == Command::Error => {
-                        break error_frame(&frame).to_string();
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => break "the broker closed the connection".to_owned(),
-                    Err(error) => break error.to_string(),
-                }
-            };
-            let _ = receipts.error.set(format!("publisher {id}: {error}"));
-            receipts.notify.notify_one();
-        })
-    };
-    let mut stats = PubStats::default();
-    let result = send_loop(id, &mut writer, &shared, &plan, &receipts, &mut stats).await;
-    if let Err(error) = result {
-        stats.error = Some(format!("publisher {id}: {error}"));
-    }
-    reading.abort();
-    stats
-}
-
-async fn send_loop(
-    id: u32,
-    writer: &mut super::client::FrameWriter,
-    shared: &Shared,
-    plan: &Plan,
-    receipts: &Receipts,
-    stats: &mut PubStats,
-) -> Result<()> {
-    let clock = shared.clock;
-    let flow = &shared.flows[id as usize];
-    let mut scratch = BytesMut::new();
-    let mut seq: u32 = 0;
-    // The slowest live subscriber's progress, as last looked at.
-    let mut floor: u64 = 0;
-    tokio::time::sleep_until(clock.instant(plan.start_ns)).await;
-    loop {
-        if let Some(error) = receipts.error.get() {
-            return Err(Error::new(error.clone()));
-        }
-        let now = clock.now_ns();
-        if now >= plan.end_ns || seq == u32::MAX - 1 {
-            stats.sent = seq;
-            return Ok(());
-        }
-        let sent = u64::from(seq);
-        let mut allowed = SEND_BATCH;
-        if let Some(interval) = plan.interval_ns {
-            let elapsed = (now - plan.start_ns) as f64;
-            let due = (f64_to_u64(elapsed / interval) + 1).saturating_sub(sent);
-            if due == 0 {
-                let next = plan.start_ns + f64_to_u64(sent as f64 * interval);
-                tokio::time::sleep_until(clock.instant(next.min(plan.end_ns))).await;
-                continue;
-            }
-            allowed = allowed.min(due);
-        }
-        let acked = u64::from(receipts.acked.load(Ordering::Acquire));
-        let room = (acked + u64::from(plan.window)).saturating_sub(sent);
-        if room == 0 {
-            let waiting = Instant::now();
-            let _ = tokio::time::timeout(POLL, receipts.notify.notified()).await;
-            stats.waited_receipt += waiting.elapsed();
-            continue;
-        }
-        allowed = allowed.min(room);
-        if plan.max_lag > 0 {
-            let lag = u64::from(plan.max_lag);
-            if floor + lag <= sent {
-                floor = flow
-                    .progress
-                    .iter()
-                    .map(|p| u64::from(p.load(Ordering::Relaxed)))
-                    .min()
-                    .unwrap_or(0);
-            }
-            let room = (floor + lag).saturating_sub(sent);
-            if room == 0 {
-                let waiting = Instant::now();
-                let _ = tokio::time::timeout(POLL, flow.notify.notified()).await;
-                stats.waited_lag += waiting.elapsed();
-                continue;
-            }
-            allowed = allowed.min(room);
-        }
-        for _ in 0..allowed {
-            let sent_ns = clock.now_ns();
-            let body = Stamp { publisher: id, seq, sent_ns }.body(plan.body, &mut scratch);
-            let mut frame =
-                Frame::new(Command::Send).with_header("destination", plan.topic.clone());
-            if (seq + 1).is_multiple_of(plan.receipt_every) {
-                frame = frame.with_header("receipt", seq.to_string());
-            }
-            writer.push(&frame.with_body(body))?;
-            if sent_ns >= plan.window_start && sent_ns < plan.end_ns {
-                stats.sent_in_window += 1;
-            }
-            seq += 1;
-        }
-        tokio::time::timeout(WRITE_TIMEOUT, writer.flush())
-            .await
-            .map_err(|_| Error::new("a write to the broker blocked for 10 s"))??;
+impl Deliveries {
+    /// Adds the counts and the rates over `measured` seconds.
+    #[expect(clippy::cast_precision_loss, reason = "message counts far below 2^53")]
+    pub(crate) fn add_to(&self, report: &mut Report, measured: f64) {
+        report.int("published", "published (all)", self.published);
+        let published_per_s = self.published_in_window as f64 / measured;
+        report.float("published_per_s", "published/s", published_per_s, 0, "msg/s");
+        let deliveries_per_s = self.received_in_window as f64 / measured;
+        report.float("deliveries_per_s", "deliveries/s", deliveries_per_s, 0, "msg/s");
+        report.int("expected_deliveries", "deliveries expected (all)", self.expected);
+        report.int("received", "deliveries received (all)", self.received);
+        report.int("lost", "lost", self.lost);
+        report.int("duplicates", "duplicates", self.duplicates);
+        report.int("malformed", "malformed or unexpected frames", self.malformed);
     }
 }

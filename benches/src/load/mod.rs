@@ -8,10 +8,14 @@
 //!   with a receipt, frames in and out through our codec.
 //! - `body`: the 16-octet stamp at the front of every message body
 //!   (publisher, sequence number, send time).
-//! - `stats`: latency histograms; `report`: the human table and the
-//!   `RESULT {json}` line; `procfs`: RSS and file limits from `/proc`.
-//! - `fanout`, `connections`: the scenarios. A new scenario (`rooms`,
-//!   `queue`) is a module here and a variant of `Scenario` in the binary.
+//! - `stats`: latency histograms and the sequence numbers seen (losses,
+//!   duplicates); `report`: the human table and the `RESULT {json}` line;
+//!   `procfs`: RSS, CPU time and file limits from `/proc`.
+//! - `publisher`: a publishing connection (rate or receipt window, and a
+//!   bound on how far it runs ahead of its consumers), shared by `fanout`
+//!   and `queue`.
+//! - `fanout`, `connections`, `rooms`, `queue`: the scenarios. A new one
+//!   is a module here and a variant of `Scenario` in the binary.
 
 pub(crate) mod body;
 pub(crate) mod client;
@@ -19,14 +23,25 @@ pub(crate) mod connections;
 mod error;
 pub(crate) mod fanout;
 pub(crate) mod procfs;
+pub(crate) mod publisher;
+pub(crate) mod queue;
 pub(crate) mod report;
+pub(crate) mod rooms;
 pub(crate) mod stats;
 pub(crate) mod transport;
 
 pub(crate) use error::{Error, Result};
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use client::{Login, Session};
+use report::Report;
 
 /// Options shared by every scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +76,16 @@ pub(crate) struct Common {
     /// `/proc` (same machine only).
     #[arg(long, global = true)]
     pub(crate) broker_pid: Option<u32>,
+    /// `login` header of every `CONNECT`.
+    #[arg(long, global = true, default_value = "guest")]
+    pub(crate) login: String,
+    /// `passcode` header of every `CONNECT`.
+    #[arg(long, global = true, default_value = "guest")]
+    pub(crate) passcode: String,
+    /// `host` header of every `CONNECT`: the virtual host (RabbitMQ
+    /// refuses a host it does not know; `/` is its default one).
+    #[arg(long, global = true, visible_alias = "host", default_value = "/")]
+    pub(crate) vhost: String,
 }
 
 impl Common {
@@ -70,6 +95,61 @@ impl Common {
             kind: self.transport,
             addr: self.target,
             ws_path: self.ws_path.as_str().into(),
+        }
+    }
+
+    /// The headers that identify every session.
+    pub(crate) fn login(&self) -> Login {
+        Login {
+            login: self.login.as_str().into(),
+            passcode: self.passcode.as_str().into(),
+            host: self.vhost.as_str().into(),
+        }
+    }
+
+    /// Opens `count` sessions with `open(i, login)` for i in `0..count`,
+    /// at most [`connect_batch`](Self::connect_batch) at a time, each
+    /// within [`connect_timeout`](Self::connect_timeout); in the order of
+    /// `i`. `what` names them in the error, which says how many failed and
+    /// the first reason; the sessions already open are then closed.
+    pub(crate) async fn open_sessions<F, Fut>(
+        &self,
+        count: usize,
+        what: &str,
+        open: F,
+    ) -> Result<Vec<Session>>
+    where
+        F: Fn(usize, Login) -> Fut,
+        Fut: Future<Output = Result<Session>> + Send + 'static,
+    {
+        let gate = Arc::new(Semaphore::new(self.connect_batch.max(1)));
+        let timeout = self.connect_timeout();
+        let tasks: Vec<_> = (0..count)
+            .map(|i| {
+                let (gate, opening) = (gate.clone(), open(i, self.login()));
+                tokio::spawn(async move {
+                    let _permit = gate.acquire().await;
+                    tokio::time::timeout(timeout, opening)
+                        .await
+                        .unwrap_or_else(|_| Err(Error::new("timed out opening the session")))
+                })
+            })
+            .collect();
+        let (mut sessions, mut failed, mut first) = (Vec::with_capacity(count), 0, None);
+        for task in tasks {
+            match task.await.unwrap_or_else(|e| Err(Error::new(format!("task failed: {e}")))) {
+                Ok(session) => sessions.push(session),
+                Err(error) => {
+                    failed += 1;
+                    first.get_or_insert(error);
+                }
+            }
+        }
+        match first {
+            None => Ok(sessions),
+            Some(error) => Err(Error::new(format!(
+                "{failed} of {count} {what} could not open; the first error: {error}"
+            ))),
         }
     }
 
@@ -138,6 +218,71 @@ impl Clock {
     }
 }
 
+/// The measured period, in [`Clock`] nanoseconds: empty until it is set,
+/// since tasks start before the period is known.
+#[derive(Debug)]
+pub(crate) struct Period {
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+impl Period {
+    /// A period not yet known (nothing is in it).
+    pub(crate) fn unknown() -> Self {
+        Self { start: AtomicU64::new(u64::MAX), end: AtomicU64::new(u64::MAX) }
+    }
+
+    /// Sets the period to `start..end`.
+    pub(crate) fn set(&self, start: u64, end: u64) {
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+    }
+
+    /// Whether `ns` falls in the period.
+    pub(crate) fn contains(&self, ns: u64) -> bool {
+        ns >= self.start.load(Ordering::Relaxed) && ns < self.end.load(Ordering::Relaxed)
+    }
+}
+
+/// CPU seconds used so far by this process, and by the broker when its
+/// pid is known (`--broker-pid`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuTimes {
+    own: f64,
+    broker: Option<f64>,
+}
+
+impl CpuTimes {
+    /// The times now; `None` when `/proc` cannot be read.
+    pub(crate) fn now(common: &Common) -> Option<Self> {
+        let own = procfs::cpu_seconds("self").ok()?;
+        let broker = common.broker_pid.and_then(|pid| procfs::cpu_seconds(&pid.to_string()).ok());
+        Some(Self { own, broker })
+    }
+
+    /// Reports the CPU used between `before` and `after`, in % of one core
+    /// over `secs` seconds.
+    pub(crate) fn report(
+        before: Option<Self>,
+        after: Option<Self>,
+        secs: f64,
+        report: &mut Report,
+    ) {
+        let (Some(before), Some(after)) = (before, after) else { return };
+        let pct = |b: f64, a: f64| 100.0 * (a - b) / secs;
+        report.float(
+            "loadgen_cpu_pct",
+            "load generator CPU",
+            pct(before.own, after.own),
+            0,
+            "% of a core",
+        );
+        if let (Some(b), Some(a)) = (before.broker, after.broker) {
+            report.float("broker_cpu_pct", "broker CPU", pct(b, a), 0, "% of a core");
+        }
+    }
+}
+
 /// Seconds as nanoseconds.
 pub(crate) fn secs_to_ns(secs: f64) -> u64 {
     Duration::from_secs_f64(secs.max(0.0)).as_nanos().try_into().unwrap_or(u64::MAX)
@@ -150,4 +295,21 @@ pub(crate) fn secs_to_ns(secs: f64) -> u64 {
 )]
 pub(crate) fn f64_to_u64(x: f64) -> u64 {
     x as u64
+}
+
+/// Polls `done` every 10 ms until it holds or `timeout` seconds pass;
+/// returns whether it held, and the seconds waited.
+pub(crate) async fn wait_until(timeout: f64, mut done: impl FnMut() -> bool) -> (bool, f64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(timeout);
+    let held = loop {
+        if done() {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    (held, start.elapsed().as_secs_f64())
 }

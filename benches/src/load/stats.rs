@@ -1,9 +1,13 @@
 //! Latency histograms (HdrHistogram, nanoseconds, 3 significant digits)
-//! and their summary.
+//! and their summary; the sequence numbers seen of a publisher
+//! ([`SeqSet`]), for losses and duplicates.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
+
+use super::report::Report;
 
 /// The largest latency recorded exactly: 60 s. Larger ones are clamped.
 const MAX_NS: u64 = 60_000_000_000;
@@ -127,9 +131,123 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Adds the latency entries (`latency_count`, `latency_p50_us`, ...,
+    /// `latency_mean_us`) to `report`.
+    pub(crate) fn add_to(&self, report: &mut Report) {
+        report.int("latency_count", "latencies recorded", self.count);
+        report.float("latency_p50_us", "latency p50", self.p50_us, 1, "µs");
+        report.float("latency_p90_us", "latency p90", self.p90_us, 1, "µs");
+        report.float("latency_p99_us", "latency p99", self.p99_us, 1, "µs");
+        report.float("latency_p999_us", "latency p99.9", self.p999_us, 1, "µs");
+        report.float("latency_max_us", "latency max", self.max_us, 1, "µs");
+        report.float("latency_mean_us", "latency mean", self.mean_us, 1, "µs");
+    }
+}
+
+/// What [`SeqSet::insert`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// Not seen before.
+    New,
+    /// Seen before: a duplicate.
+    Again,
+    /// More than [`SeqSet::MAX_SPAN`] past the first number not seen:
+    /// not recorded (a corrupt stamp, or a loss that early).
+    TooFar,
+}
+
+/// The sequence numbers seen of one publisher, in any order: every number
+/// below `base`, and those above it as bits (bit `i` of word `w` is
+/// `base + 64 w + i`). Full words at the front are dropped as `base`
+/// moves on, so numbers received in order, or nearly, take a word or two;
+/// a number never received keeps the words after it (one bit each).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeqSet {
+    base: u64,
+    bits: VecDeque<u64>,
+    /// Bits set in `bits`.
+    above: u64,
+}
+
+impl SeqSet {
+    /// How far past the first missing number a number may be (8 MiB of
+    /// bits at most).
+    pub(crate) const MAX_SPAN: u64 = 1 << 26;
+
+    /// Records `seq`.
+    pub(crate) fn insert(&mut self, seq: u32) -> Mark {
+        let seq = u64::from(seq);
+        let Some(offset) = seq.checked_sub(self.base) else { return Mark::Again };
+        if offset >= Self::MAX_SPAN {
+            return Mark::TooFar;
+        }
+        // Below MAX_SPAN / 64, so it fits.
+        let word = usize::try_from(offset / 64).unwrap_or(usize::MAX);
+        let bit = 1u64 << (offset % 64);
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        if self.bits[word] & bit != 0 {
+            return Mark::Again;
+        }
+        self.bits[word] |= bit;
+        self.above += 1;
+        while self.bits.front() == Some(&u64::MAX) {
+            self.bits.pop_front();
+            self.base += 64;
+            self.above -= 64;
+        }
+        Mark::New
+    }
+
+    /// How many distinct numbers were seen.
+    pub(crate) fn len(&self) -> u64 {
+        self.base + self.above
+    }
+
+    /// How many of `0..total` were never seen.
+    pub(crate) fn missing(&self, total: u64) -> u64 {
+        total.saturating_sub(self.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_set_counts_losses_and_duplicates_in_any_order() {
+        let mut seen = SeqSet::default();
+        for seq in 0..1000 {
+            assert_eq!(seen.insert(seq), Mark::New);
+        }
+        assert_eq!(seen.bits.len(), 1, "in order: the full words are dropped");
+        assert_eq!(seen.insert(999), Mark::Again);
+        assert_eq!(seen.insert(3), Mark::Again);
+        // 1000 is lost; the rest arrive backwards.
+        for seq in (1001..1200).rev() {
+            assert_eq!(seen.insert(seq), Mark::New);
+        }
+        assert_eq!(seen.insert(1100), Mark::Again);
+        assert_eq!(seen.len(), 1199);
+        assert_eq!(seen.missing(1200), 1);
+        assert_eq!(seen.missing(1300), 101);
+        // The late one fills the gap, and the words go.
+        assert_eq!(seen.insert(1000), Mark::New);
+        assert_eq!(seen.missing(1200), 0);
+        assert!(seen.bits.len() <= 1);
+    }
+
+    #[test]
+    fn seq_set_refuses_numbers_too_far_ahead() {
+        let mut seen = SeqSet::default();
+        assert_eq!(seen.insert(u32::MAX), Mark::TooFar);
+        let last = u32::try_from(SeqSet::MAX_SPAN - 1).unwrap();
+        assert_eq!(seen.insert(last), Mark::New);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen.missing(u64::from(last) + 1), u64::from(last));
+    }
 
     #[test]
     fn batches_reach_the_merged_histogram() {
