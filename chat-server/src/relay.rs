@@ -4,7 +4,7 @@
 //! (`/topic/chat-cluster/rooms.{id}`), which the backplane carries to every
 //! node. Messages of two nodes can cross on the way, so a node does not
 //! hand them to its subscribers as they come: a relay per room (started
-//! with the room's first local subscriber) takes them from the cluster
+//! with the room's first local subscriber, stopped a while after its last) takes them from the cluster
 //! topic and publishes them to this node's `/topic/rooms.{id}` in id
 //! order. An id that does not arrive (handed out, then refused) holds the
 //! ones after it back at most [`GAP_WAIT`].
@@ -16,7 +16,7 @@ use std::time::Duration;
 use stomp_broker::store::{MessageId, RoomId};
 use stomp_broker::{Broker, LocalSubscription, Message};
 use tokio::sync::Mutex;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::chat::{ROOM_TOPIC, id_of, message_headers};
 use crate::ids::Sequencer;
@@ -29,22 +29,41 @@ pub(crate) const CLUSTER_PREFIX: &str = "/topic/chat-cluster/";
 const GAP_WAIT: Duration = Duration::from_millis(250);
 /// Most messages held back behind a missing id; past it the gap is skipped.
 const MAX_HELD: usize = 10_000;
+/// How long a relay outlives its room's last local subscriber: about this
+/// long, at most twice it.
+const IDLE: Duration = Duration::from_secs(30);
 /// How long the first subscriber of a room waits for the relay to be live
 /// on the other nodes.
 const LIVE_WAIT: Duration = Duration::from_secs(5);
 
 /// The relays of this node, one per room with local subscribers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Relays {
-    started: Mutex<HashMap<RoomId, ()>>,
+    /// The rooms whose relay runs, with when a subscriber last asked for it.
+    running: Arc<Mutex<HashMap<RoomId, Instant>>>,
+    /// How long a relay outlives its room's last local subscriber.
+    idle: Duration,
+}
+
+impl Default for Relays {
+    fn default() -> Self {
+        Self::with_idle(IDLE)
+    }
 }
 
 impl Relays {
+    /// Relays that stop once their room has had no local subscriber for
+    /// about `idle` (between one and two times it).
+    fn with_idle(idle: Duration) -> Self {
+        Self { running: Arc::default(), idle }
+    }
+
     /// Starts the relay of `room` unless it runs, and waits until it
     /// receives what other nodes publish.
     pub(crate) async fn ensure(&self, broker: &Broker, sequencer: &Arc<Sequencer>, room: RoomId) {
-        let mut started = self.started.lock().await;
-        if started.contains_key(&room) {
+        let mut running = self.running.lock().await;
+        if let Some(asked) = running.get_mut(&room) {
+            *asked = Instant::now();
             return;
         }
         let Ok(subscription) = broker.subscribe(&format!("{CLUSTER_TOPIC}{room}")) else {
@@ -63,9 +82,11 @@ impl Relays {
             next: issued + 1,
             held: BTreeMap::new(),
             gap_since: None,
+            running: Arc::downgrade(&self.running),
+            idle: self.idle,
         };
         tokio::spawn(relay.run(subscription, Arc::downgrade(sequencer)));
-        started.insert(room, ());
+        running.insert(room, Instant::now());
     }
 }
 
@@ -78,11 +99,16 @@ struct Relay {
     held: BTreeMap<u64, Arc<Message>>,
     /// Since when `next` has been missing while later ones wait.
     gap_since: Option<Instant>,
+    /// The running relays, to leave when the room has no local subscriber.
+    running: Weak<Mutex<HashMap<RoomId, Instant>>>,
+    idle: Duration,
 }
 
 impl Relay {
     async fn run(mut self, mut subscription: LocalSubscription, sequencer: Weak<Sequencer>) {
         let topic = format!("{CLUSTER_TOPIC}{}", self.room);
+        let mut idle_check = tokio::time::interval_at(Instant::now() + self.idle, self.idle);
+        idle_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let deadline = self.gap_since.map(|since| since + GAP_WAIT);
             tokio::select! {
@@ -103,8 +129,31 @@ impl Relay {
                     }
                 },
                 () = sleep_until(deadline) => self.skip_gap(),
+                _ = idle_check.tick() => if self.retire().await {
+                    return;
+                },
             }
         }
+    }
+
+    /// Leaves the running relays (and ends) if the room has had no local
+    /// subscriber since the last check and holds nothing back.
+    ///
+    /// Decided under the lock [`Relays::ensure`] takes, and only when no
+    /// subscriber has asked for the relay for `idle`: a subscriber asks
+    /// (in the interceptor) just before its subscription is added, so one
+    /// on its way in is not missed.
+    async fn retire(&self) -> bool {
+        let Some(running) = self.running.upgrade() else { return true };
+        let mut running = running.lock().await;
+        let asked_long_ago = running.get(&self.room).is_none_or(|at| at.elapsed() >= self.idle);
+        let topic = format!("{ROOM_TOPIC}{}", self.room);
+        if !asked_long_ago || !self.held.is_empty() || self.broker.subscriber_count(&topic) > 0 {
+            return false;
+        }
+        running.remove(&self.room);
+        tracing::debug!(room = %self.room, "room relay stopped: no local subscriber");
+        true
     }
 
     fn take(&mut self, message: Arc<Message>) {
@@ -161,5 +210,56 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn is_running(relays: &Relays, room: RoomId) -> bool {
+        relays.running.lock().await.contains_key(&room)
+    }
+
+    async fn relayed(member: &mut LocalSubscription) -> Option<MessageId> {
+        let message = tokio::time::timeout(Duration::from_secs(5), member.recv()).await.ok()??;
+        id_of(&message)
+    }
+
+    #[tokio::test]
+    async fn a_relay_runs_while_its_room_has_local_subscribers_and_then_stops() {
+        let broker = Broker::builder().build();
+        let sequencer = Arc::new(Sequencer::Local);
+        let idle = Duration::from_millis(100);
+        let relays = Relays::with_idle(idle);
+        let room = RoomId::new(7);
+        let cluster = format!("{CLUSTER_TOPIC}{room}");
+        let send = |id: u64| {
+            let id = MessageId::new(id);
+            broker.publish(&cluster, message_headers(id), "{}").unwrap();
+        };
+
+        relays.ensure(&broker, &sequencer, room).await;
+        let mut member = broker.subscribe(&format!("{ROOM_TOPIC}{room}")).unwrap();
+        tokio::time::sleep(idle * 4).await;
+        assert!(is_running(&relays, room).await, "a room with a subscriber keeps its relay");
+        send(1);
+        assert_eq!(relayed(&mut member).await, Some(MessageId::new(1)));
+
+        drop(member);
+        let stopped = Instant::now() + Duration::from_secs(5);
+        while is_running(&relays, room).await || broker.subscriber_count(&cluster) > 0 {
+            assert!(Instant::now() < stopped, "the relay of a room nobody here follows runs on");
+            tokio::time::sleep(idle / 4).await;
+        }
+
+        // The room's next subscriber starts it again.
+        relays.ensure(&broker, &sequencer, room).await;
+        let mut member = broker.subscribe(&format!("{ROOM_TOPIC}{room}")).unwrap();
+        send(1);
+        send(2);
+        assert_eq!(relayed(&mut member).await, Some(MessageId::new(1)));
+        assert_eq!(relayed(&mut member).await, Some(MessageId::new(2)));
+        assert_eq!(broker.subscriber_count(&cluster), 1);
     }
 }

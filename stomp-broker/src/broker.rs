@@ -432,6 +432,14 @@ impl Broker {
         self.shared.router.destination_count()
     }
 
+    /// This node's subscribers of `destination` now (for a queue, its
+    /// consumers): STOMP subscriptions and [`subscribe`](Self::subscribe)d
+    /// streams alike; subscribers on other nodes are not counted.
+    #[must_use]
+    pub fn subscriber_count(&self, destination: &str) -> usize {
+        self.shared.router.subscriber_count(destination)
+    }
+
     /// The broker's counters.
     #[must_use]
     pub fn stats(&self) -> StatsSnapshot {

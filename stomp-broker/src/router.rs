@@ -177,6 +177,10 @@ impl Queue {
         let state = self.lock();
         state.consumers.is_empty() && state.messages.is_empty()
     }
+
+    fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
+    }
 }
 
 /// Every destination of one broker.
@@ -201,6 +205,15 @@ impl Router {
     /// Destinations that exist (with subscribers, or queued messages).
     pub(crate) fn destination_count(&self) -> usize {
         self.topics.len() + self.queues.len()
+    }
+
+    /// This node's subscribers of `destination` (a queue's consumers).
+    pub(crate) fn subscriber_count(&self, destination: &str) -> usize {
+        if is_queue(destination) {
+            self.queues.get(destination).map_or(0, |q| q.consumer_count())
+        } else {
+            self.topics.get(destination).map_or(0, |t| t.read().len())
+        }
     }
 
     fn check_room(&self, limits: &Limits) -> Result<(), PublishError> {

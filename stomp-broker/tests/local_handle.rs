@@ -122,7 +122,7 @@ async fn a_local_queue_consumer() {
 }
 
 #[tokio::test]
-async fn connection_and_destination_counts() {
+async fn connection_destination_and_subscriber_counts() {
     let broker = TestBroker::default().await;
     let handle = broker.broker.clone();
     assert_eq!(handle.connection_count(), 0);
@@ -139,6 +139,9 @@ async fn connection_and_destination_counts() {
     assert_eq!(handle.destination_count(), 1);
     let local = handle.subscribe("/topic/count.local").unwrap();
     assert_eq!(handle.destination_count(), 2);
+    assert_eq!(handle.subscriber_count("/topic/count"), 2);
+    assert_eq!(handle.subscriber_count("/topic/count.local"), 1);
+    assert_eq!(handle.subscriber_count("/topic/unheard"), 0);
     // Publishing to a topic nobody listens to creates nothing.
     b.publish("/topic/unheard", "x").await;
     assert_eq!(handle.destination_count(), 2);
@@ -150,13 +153,16 @@ async fn connection_and_destination_counts() {
     let sub = extra::subscribe_frame("q", "/queue/count", "auto");
     assert_eq!(extra::exchange_expecting(&mut consumer, sub, "s", 1).await.len(), 1);
     assert_eq!(handle.destination_count(), 3, "consumed, but still consumed from");
+    assert_eq!(handle.subscriber_count("/queue/count"), 1);
     assert!(exchange(&mut consumer, unsubscribe_frame("q"), "u").await.is_empty());
     assert_eq!(handle.destination_count(), 2, "empty queue without consumers is gone");
+    assert_eq!(handle.subscriber_count("/queue/count"), 0);
 
     drop(local);
     assert_eq!(handle.destination_count(), 1, "dropping a local subscription unsubscribes");
     assert!(exchange(&mut a, unsubscribe_frame("t"), "u").await.is_empty());
     assert_eq!(handle.destination_count(), 1, "b still subscribes");
+    assert_eq!(handle.subscriber_count("/topic/count"), 1);
     drop(b);
     soon("b's subscription is gone", || handle.destination_count() == 0).await;
     assert_eq!(handle.connection_count(), 2);

@@ -65,20 +65,79 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
     };
-    let result: Result<Report> = runtime.block_on(async {
-        match &cli.scenario {
-            Scenario::Fanout(args) => fanout::run(&cli.common, args).await,
-            Scenario::Connections(args) => connections::run(&cli.common, args).await,
-            Scenario::Rooms(args) => rooms::run(&cli.common, args).await,
-            Scenario::Queue(args) => queue::run(&cli.common, args).await,
-        }
-    });
+    let result = runtime.block_on(run(&cli));
     // Connections still closing must not hold the exit up.
     runtime.shutdown_background();
     load::report::finish("stomp-load", result)
 }
 
+async fn run(cli: &Cli) -> Result<Report> {
+    match &cli.scenario {
+        Scenario::Fanout(args) => fanout::run(&cli.common, args).await,
+        Scenario::Connections(args) => connections::run(&cli.common, args).await,
+        Scenario::Rooms(args) => rooms::run(&cli.common, args).await,
+        Scenario::Queue(args) => queue::run(&cli.common, args).await,
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "stomp-load: {message}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use load::report::Value;
+    use stomp_broker::Broker;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Short runs of every scenario, over both transports, against the
+    /// broker of this workspace: each must finish and find nothing lost,
+    /// duplicated or refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scenario_runs_clean_against_the_broker() {
+        let broker = Broker::builder().build();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp_addr = tcp.local_addr().unwrap().to_string();
+        let ws_addr = ws.local_addr().unwrap().to_string();
+        let serving = broker.clone();
+        tokio::spawn(async move { serving.serve(tcp).await });
+        let serving = broker.clone();
+        tokio::spawn(async move { serving.serve_ws(ws, "/stomp").await });
+
+        let short = ["--duration", "0.5", "--warmup", "0.2", "--drain-timeout", "10"];
+        let scenarios: [&[&str]; 4] = [
+            &["fanout", "--subscribers", "5", "--publishers", "2", "--window", "40"],
+            &["rooms", "--rooms", "3", "--members", "3", "--rate-per-member", "20"],
+            &["queue", "--producers", "2", "--consumers", "2", "--prefetch", "10"],
+            &["connections", "--connections", "30"],
+        ];
+        for (transport, target) in [("tcp", &tcp_addr), ("ws", &ws_addr)] {
+            for scenario in scenarios {
+                let mut argv = vec!["stomp-load", "--transport", transport, "--target", target];
+                argv.extend_from_slice(scenario);
+                if scenario[0] != "connections" {
+                    argv.extend_from_slice(&short);
+                }
+                let cli = Cli::try_parse_from(&argv).unwrap();
+                let report = run(&cli).await.unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+                assert!(
+                    matches!(report.get("ok"), Some(Value::Bool(true))),
+                    "{argv:?}: {}",
+                    report.json()
+                );
+            }
+        }
+        assert_eq!(broker.stats().errors_sent, 0, "no scenario was refused anything");
+        broker.shutdown().await;
+    }
 }

@@ -37,10 +37,10 @@ use tokio::task::JoinHandle;
 
 use super::body::{STAMP_LEN, Stamp};
 use super::client::{Session, error_frame};
-use super::publisher::{self, Plan, Progress, PubStats};
+use super::publisher::{self, Pacing, Plan, Progress, PubStats};
 use super::report::Report;
 use super::stats::{Batch, Latencies, Summary};
-use super::{Clock, Common, CpuTimes, Error, Period, Result, secs_to_ns, wait_until};
+use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
 
 /// Options of the `fanout` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,29 +54,10 @@ pub(crate) struct FanoutArgs {
     /// Body size in octets (at least 16).
     #[arg(long, default_value_t = 100)]
     body: usize,
-    /// Messages per second, all publishers together; without it, as fast
-    /// as the window and lag bounds allow.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Most messages per publisher not yet covered by a receipt.
-    #[arg(long, default_value_t = 1000)]
-    window: u32,
-    /// Ask for a receipt every this many messages (default: window / 4).
-    #[arg(long)]
-    receipt_every: Option<u32>,
-    /// Most messages a publisher may be ahead of its slowest subscriber
-    /// (0: no bound).
-    #[arg(long, default_value_t = 1000)]
-    max_lag: u32,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 20.0)]
-    duration: f64,
-    /// Seconds of publishing before the measurement starts.
-    #[arg(long, default_value_t = 3.0)]
-    warmup: f64,
-    /// Seconds subscribers get, after publishing stops, to receive the rest.
-    #[arg(long, default_value_t = 10.0)]
-    drain_timeout: f64,
+    #[command(flatten)]
+    pacing: Pacing,
+    #[command(flatten)]
+    timing: Timing,
     /// The topic.
     #[arg(long, default_value = "/topic/load.fanout")]
     topic: String,
@@ -93,10 +74,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const GONE: u32 = u32::MAX;
 
 impl FanoutArgs {
-    fn receipt_every(&self) -> u32 {
-        self.receipt_every.unwrap_or(self.window / 4).max(1)
-    }
-
     fn validate(&self) -> Result<()> {
         let fail = |m: &str| Err(Error::new(m.to_owned()));
         if self.subscribers == 0 || self.publishers == 0 {
@@ -105,22 +82,11 @@ impl FanoutArgs {
         if self.body < STAMP_LEN {
             return fail("--body must be at least 16 octets (the stamp)");
         }
-        if self.window == 0 || self.receipt_every() > self.window {
-            return fail("--window must be at least 1 and at least --receipt-every");
-        }
-        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-            return fail("--rate must be a positive number");
-        }
-        if !(self.duration > 0.0 && self.warmup >= 0.0 && self.drain_timeout >= 0.0) {
-            return fail("--duration must be positive, --warmup and --drain-timeout not negative");
-        }
-        if self.duration + self.warmup > 3600.0 {
-            return fail("--warmup plus --duration may be at most one hour");
-        }
         if u32::try_from(self.publishers).is_err() {
             return fail("too many publishers");
         }
-        Ok(())
+        self.pacing.validate()?;
+        self.timing.validate()
     }
 }
 
@@ -188,7 +154,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             .collect(),
         latencies: Latencies::new(16),
         period: Period::unknown(),
-        notify_step: (args.max_lag / 4).max(1),
+        notify_step: (args.pacing.max_lag / 4).max(1),
     });
 
     // 1. Subscribers, all live before anything is published.
@@ -213,17 +179,16 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
 
     // 2. Publishing.
     let start_ns = clock.now_ns() + secs_to_ns(0.05);
-    let window_start = start_ns + secs_to_ns(args.warmup);
-    let window_end = window_start + secs_to_ns(args.duration);
+    let (window_start, window_end) = args.timing.window(start_ns);
     shared.period.set(window_start, window_end);
     let plan = Plan {
         destination: Bytes::from(args.topic.clone()),
         headers: Arc::new([]),
         body: args.body,
-        window: args.window,
-        receipt_every: args.receipt_every(),
-        max_lag: args.max_lag,
-        interval_ns: args.rate.map(|rate| 1e9 * args.publishers as f64 / rate),
+        window: args.pacing.window,
+        receipt_every: args.pacing.receipt_every(),
+        max_lag: args.pacing.max_lag,
+        interval_ns: args.pacing.interval_ns(args.publishers),
         start_ns,
         window_start,
         end_ns: window_end,
@@ -236,7 +201,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
 
     // 3. Drain.
     let (drained, drain_secs) =
-        wait_until(args.drain_timeout, || caught_up(&shared, &totals)).await;
+        wait_until(args.timing.drain_timeout, || caught_up(&shared, &totals)).await;
     let _ = stop_tx.send(true);
     let mut sub_stats = Vec::with_capacity(subscribers.len());
     for handle in subscribers {
@@ -253,23 +218,23 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     if let Some(addr) = args.publish_target {
         report.text("publish_target", "publishers on", addr.to_string());
     }
-    match args.rate {
+    match args.pacing.rate {
         Some(rate) => {
             report.text("mode", "mode", "rate");
             report.float("target_rate_per_s", "target rate", rate, 1, "msg/s");
         }
         None => report.text("mode", "mode", "max"),
     }
-    report.int("window", "receipt window (msgs)", u64::from(args.window));
-    report.int("receipt_every", "receipt every (msgs)", u64::from(args.receipt_every()));
-    report.int("max_lag", "max delivery lag (msgs)", u64::from(args.max_lag));
-    report.float("warmup_s", "warm-up", args.warmup, 1, "s");
-    report.float("duration_s", "measured", args.duration, 1, "s");
+    report.int("window", "receipt window (msgs)", u64::from(args.pacing.window));
+    report.int("receipt_every", "receipt every (msgs)", u64::from(args.pacing.receipt_every()));
+    report.int("max_lag", "max delivery lag (msgs)", u64::from(args.pacing.max_lag));
+    report.float("warmup_s", "warm-up", args.timing.warmup, 1, "s");
+    report.float("duration_s", "measured", args.timing.duration, 1, "s");
     report.float("setup_s", "set-up (all subscribed)", setup_secs, 2, "s");
     summarize(&mut report, args, &shared, &pub_stats, &sub_stats, &totals);
     report.bool("drained", "drained in time", drained);
     report.float("drain_s", "drain", drain_secs, 2, "s");
-    CpuTimes::report(cpu_before, cpu_after, args.duration, &mut report);
+    CpuTimes::report(cpu_before, cpu_after, args.timing.duration, &mut report);
     Ok(report)
 }
 
@@ -308,7 +273,7 @@ fn summarize(
     let malformed: u64 = subscribers.iter().map(|s| s.malformed + s.unexpected).sum();
     let gone = subscribers.iter().filter(|s| s.error.is_some()).count() as u64;
     let pub_errors = publishers.iter().filter(|p| p.error.is_some()).count() as u64;
-    let measured = args.duration;
+    let measured = args.timing.duration;
 
     let deliveries = Deliveries {
         published,

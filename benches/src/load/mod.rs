@@ -218,6 +218,41 @@ impl Clock {
     }
 }
 
+/// How long a sending scenario runs: the same flags for each of them.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Timing {
+    /// Seconds measured.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) duration: f64,
+    /// Seconds of sending before the measurement starts.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) warmup: f64,
+    /// Seconds receivers get, after sending stops, to take the rest.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) drain_timeout: f64,
+}
+
+impl Timing {
+    /// Checks the flags.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.duration > 0.0 && self.warmup >= 0.0 && self.drain_timeout >= 0.0) {
+            return Err(Error::new(
+                "--duration must be positive, --warmup and --drain-timeout not negative",
+            ));
+        }
+        if self.duration + self.warmup > 3600.0 {
+            return Err(Error::new("--warmup plus --duration may be at most one hour"));
+        }
+        Ok(())
+    }
+
+    /// The measured period of a run whose sending starts at `start_ns`.
+    pub(crate) fn window(&self, start_ns: u64) -> (u64, u64) {
+        let window_start = start_ns + secs_to_ns(self.warmup);
+        (window_start, window_start + secs_to_ns(self.duration))
+    }
+}
+
 /// The measured period, in [`Clock`] nanoseconds: empty until it is set,
 /// since tasks start before the period is known.
 #[derive(Debug)]

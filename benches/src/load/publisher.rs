@@ -29,6 +29,48 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// again.
 const POLL: Duration = Duration::from_millis(50);
 
+/// How senders pace themselves: the same flags for `fanout` and `queue`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Pacing {
+    /// Messages per second, all senders together; without it, as fast as
+    /// the window and lag bounds allow.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Most messages per sender not yet covered by a receipt.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) window: u32,
+    /// Ask for a receipt every this many messages (default: window / 4).
+    #[arg(long)]
+    receipt_every: Option<u32>,
+    /// Most messages a sender may be ahead of its slowest receiver (0: no
+    /// bound).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_lag: u32,
+}
+
+impl Pacing {
+    /// A receipt is asked for every this many messages.
+    pub(crate) fn receipt_every(&self) -> u32 {
+        self.receipt_every.unwrap_or(self.window / 4).max(1)
+    }
+
+    /// Nanoseconds between two messages of one of `senders`, with a rate.
+    pub(crate) fn interval_ns(&self, senders: usize) -> Option<f64> {
+        self.rate.map(|rate| 1e9 * senders as f64 / rate)
+    }
+
+    /// Checks the flags.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.window == 0 || self.receipt_every() > self.window {
+            return Err(Error::new("--window must be at least 1 and at least --receipt-every"));
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(Error::new("--rate must be a positive number"));
+        }
+        Ok(())
+    }
+}
+
 /// How far the consumers of one publisher's messages have got.
 pub(crate) trait Progress: Send + Sync + 'static {
     /// How many of the publisher's messages the slowest consumer has

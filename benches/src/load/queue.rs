@@ -39,10 +39,10 @@ use tokio::task::JoinHandle;
 
 use super::body::{STAMP_LEN, Stamp};
 use super::client::{Session, error_frame};
-use super::publisher::{self, Plan, Progress, PubStats};
+use super::publisher::{self, Pacing, Plan, Progress, PubStats};
 use super::report::Report;
 use super::stats::{Batch, Latencies, Mark, SeqSet, Summary};
-use super::{Clock, Common, CpuTimes, Error, Period, Result, secs_to_ns, wait_until};
+use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
 
 /// Options of the `queue` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,33 +56,14 @@ pub(crate) struct QueueArgs {
     /// Body size in octets (at least 16).
     #[arg(long, default_value_t = 100)]
     body: usize,
-    /// Messages per second, all producers together; without it, as fast
-    /// as the window and lag bounds allow.
-    #[arg(long)]
-    rate: Option<f64>,
     /// Unacknowledged messages a consumer may hold (`activemq.prefetchSize`
     /// and `prefetch-count` on `SUBSCRIBE`).
     #[arg(long, default_value_t = 100)]
     prefetch: u32,
-    /// Most messages per producer not yet covered by a receipt.
-    #[arg(long, default_value_t = 1000)]
-    window: u32,
-    /// Ask for a receipt every this many messages (default: window / 4).
-    #[arg(long)]
-    receipt_every: Option<u32>,
-    /// Most messages a producer may be ahead of the consumers (0: no
-    /// bound; the broker's queue then holds what they have not taken).
-    #[arg(long, default_value_t = 1000)]
-    max_lag: u32,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 20.0)]
-    duration: f64,
-    /// Seconds of producing before the measurement starts.
-    #[arg(long, default_value_t = 3.0)]
-    warmup: f64,
-    /// Seconds consumers get, after producing stops, to take the rest.
-    #[arg(long, default_value_t = 10.0)]
-    drain_timeout: f64,
+    #[command(flatten)]
+    pacing: Pacing,
+    #[command(flatten)]
+    timing: Timing,
     /// The queue.
     #[arg(long, default_value = "/queue/bench")]
     queue: String,
@@ -98,10 +79,6 @@ const BYE_TIMEOUT: Duration = Duration::from_secs(2);
 const RUN_HEADER: &str = "stomp-load-run";
 
 impl QueueArgs {
-    fn receipt_every(&self) -> u32 {
-        self.receipt_every.unwrap_or(self.window / 4).max(1)
-    }
-
     fn validate(&self) -> Result<()> {
         let fail = |m: &str| Err(Error::new(m.to_owned()));
         if self.producers == 0 || self.consumers == 0 {
@@ -116,22 +93,11 @@ impl QueueArgs {
         if self.prefetch == 0 {
             return fail("--prefetch must be at least 1");
         }
-        if self.window == 0 || self.receipt_every() > self.window {
-            return fail("--window must be at least 1 and at least --receipt-every");
-        }
-        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-            return fail("--rate must be a positive number");
-        }
-        if !(self.duration > 0.0 && self.warmup >= 0.0 && self.drain_timeout >= 0.0) {
-            return fail("--duration must be positive, --warmup and --drain-timeout not negative");
-        }
-        if self.duration + self.warmup > 3600.0 {
-            return fail("--warmup plus --duration may be at most one hour");
-        }
         if !self.queue.starts_with('/') {
             return fail("--queue must be a destination such as /queue/bench");
         }
-        Ok(())
+        self.pacing.validate()?;
+        self.timing.validate()
     }
 }
 
@@ -203,7 +169,7 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
         period: Period::unknown(),
         taken: (0..args.producers).map(|_| Arc::default()).collect(),
         run: run_id(),
-        notify_step: u64::from((args.max_lag / 4).max(1)),
+        notify_step: u64::from((args.pacing.max_lag / 4).max(1)),
     });
 
     // 1. Consumers, all subscribed; then producers.
@@ -225,17 +191,16 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
 
     // 2. Producing.
     let start_ns = clock.now_ns() + secs_to_ns(0.05);
-    let window_start = start_ns + secs_to_ns(args.warmup);
-    let window_end = window_start + secs_to_ns(args.duration);
+    let (window_start, window_end) = args.timing.window(start_ns);
     shared.period.set(window_start, window_end);
     let plan = Plan {
         destination: Bytes::from(args.queue.clone()),
         headers: Arc::new([(RUN_HEADER, shared.run.clone())]),
         body: args.body,
-        window: args.window,
-        receipt_every: args.receipt_every(),
-        max_lag: args.max_lag,
-        interval_ns: args.rate.map(|rate| 1e9 * args.producers as f64 / rate),
+        window: args.pacing.window,
+        receipt_every: args.pacing.receipt_every(),
+        max_lag: args.pacing.max_lag,
+        interval_ns: args.pacing.interval_ns(args.producers),
         start_ns,
         window_start,
         end_ns: window_end,
@@ -247,7 +212,8 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
     let produced: u64 = pub_stats.iter().map(|p| u64::from(p.sent)).sum();
 
     // 3. Drain.
-    let (drained, drain_secs) = wait_until(args.drain_timeout, || shared.taken() >= produced).await;
+    let (drained, drain_secs) =
+        wait_until(args.timing.drain_timeout, || shared.taken() >= produced).await;
     let _ = stop_tx.send(true);
     let mut con_stats = Vec::with_capacity(consumers.len());
     for handle in consumers {
@@ -263,22 +229,22 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
     report.int("consumers", "consumers", args.consumers as u64);
     report.int("body_bytes", "body (octets)", args.body as u64);
     report.int("prefetch", "prefetch", u64::from(args.prefetch));
-    match args.rate {
+    match args.pacing.rate {
         Some(rate) => {
             report.text("mode", "mode", "rate");
             report.float("target_rate_per_s", "target rate", rate, 1, "msg/s");
         }
         None => report.text("mode", "mode", "max"),
     }
-    report.int("window", "receipt window (msgs)", u64::from(args.window));
-    report.int("max_lag", "max consumer lag (msgs)", u64::from(args.max_lag));
-    report.float("warmup_s", "warm-up", args.warmup, 1, "s");
-    report.float("duration_s", "measured", args.duration, 1, "s");
+    report.int("window", "receipt window (msgs)", u64::from(args.pacing.window));
+    report.int("max_lag", "max consumer lag (msgs)", u64::from(args.pacing.max_lag));
+    report.float("warmup_s", "warm-up", args.timing.warmup, 1, "s");
+    report.float("duration_s", "measured", args.timing.duration, 1, "s");
     report.float("setup_s", "set-up (all subscribed)", setup_secs, 2, "s");
     summarize(&mut report, args, &shared, &pub_stats, &con_stats);
     report.bool("drained", "drained in time", drained);
     report.float("drain_s", "drain", drain_secs, 2, "s");
-    CpuTimes::report(cpu_before, cpu_after, args.duration, &mut report);
+    CpuTimes::report(cpu_before, cpu_after, args.timing.duration, &mut report);
     Ok(report)
 }
 
@@ -456,7 +422,7 @@ fn summarize(
     let malformed = sum(|c| c.malformed + c.unexpected);
     let consumer_errors = consumers.iter().filter(|c| c.error.is_some()).count() as u64;
     let producer_errors = producers.iter().filter(|p| p.error.is_some()).count() as u64;
-    let measured = args.duration;
+    let measured = args.timing.duration;
 
     report.int("produced", "produced (all)", produced);
     report.float("produced_per_s", "produced/s", produced_in_window as f64 / measured, 0, "msg/s");

@@ -39,7 +39,9 @@ use super::client::{FrameReader, FrameWriter, Session, error_frame};
 use super::fanout::Deliveries;
 use super::report::Report;
 use super::stats::{Batch, Latencies, Mark, SeqSet, Summary};
-use super::{Clock, Common, CpuTimes, Error, Period, Result, f64_to_u64, secs_to_ns, wait_until};
+use super::{
+    Clock, Common, CpuTimes, Error, Period, Result, Timing, f64_to_u64, secs_to_ns, wait_until,
+};
 
 /// Options of the `rooms` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,15 +58,8 @@ pub(crate) struct RoomsArgs {
     /// Body size in octets (at least 16).
     #[arg(long, default_value_t = 100)]
     body: usize,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 20.0)]
-    duration: f64,
-    /// Seconds of publishing before the measurement starts.
-    #[arg(long, default_value_t = 3.0)]
-    warmup: f64,
-    /// Seconds members get, after publishing stops, to receive the rest.
-    #[arg(long, default_value_t = 10.0)]
-    drain_timeout: f64,
+    #[command(flatten)]
+    timing: Timing,
     /// Room `r` is the topic PREFIX`r` (on RabbitMQ, `/topic/room.3` is
     /// routing key `room.3` of `amq.topic`).
     #[arg(long, default_value = "/topic/room.")]
@@ -98,13 +93,7 @@ impl RoomsArgs {
         if !(self.rate_per_member > 0.0 && self.rate_per_member <= 1e6) {
             return fail("--rate-per-member must be positive (at most 1,000,000)");
         }
-        if !(self.duration > 0.0 && self.warmup >= 0.0 && self.drain_timeout >= 0.0) {
-            return fail("--duration must be positive, --warmup and --drain-timeout not negative");
-        }
-        if self.duration + self.warmup > 3600.0 {
-            return fail("--warmup plus --duration may be at most one hour");
-        }
-        Ok(())
+        self.timing.validate()
     }
 }
 
@@ -256,8 +245,7 @@ pub(crate) async fn run(common: &Common, args: &RoomsArgs) -> Result<Report> {
 
     // 2. Publishing.
     let start_ns = clock.now_ns() + secs_to_ns(0.05);
-    let window_start = start_ns + secs_to_ns(args.warmup);
-    let window_end = window_start + secs_to_ns(args.duration);
+    let (window_start, window_end) = args.timing.window(start_ns);
     shared.period.set(window_start, window_end);
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval_ns = 1e9 / args.rate_per_member;
@@ -283,7 +271,7 @@ pub(crate) async fn run(common: &Common, args: &RoomsArgs) -> Result<Report> {
     let cpu_after = CpuTimes::now(common);
 
     // 3. Drain.
-    let (drained, drain_secs) = wait_drained(&shared, connections, args.drain_timeout).await;
+    let (drained, drain_secs) = wait_drained(&shared, connections, args.timing.drain_timeout).await;
     let _ = stop_tx.send(true);
     let mut stats = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -306,13 +294,13 @@ pub(crate) async fn run(common: &Common, args: &RoomsArgs) -> Result<Report> {
         "msg/s",
     );
     report.int("body_bytes", "body (octets)", args.body as u64);
-    report.float("warmup_s", "warm-up", args.warmup, 1, "s");
-    report.float("duration_s", "measured", args.duration, 1, "s");
+    report.float("warmup_s", "warm-up", args.timing.warmup, 1, "s");
+    report.float("duration_s", "measured", args.timing.duration, 1, "s");
     report.float("setup_s", "set-up (all subscribed)", setup_secs, 2, "s");
     summarize(&mut report, args, &shared, &stats);
     report.bool("drained", "drained in time", drained);
     report.float("drain_s", "drain", drain_secs, 2, "s");
-    CpuTimes::report(cpu_before, cpu_after, args.duration, &mut report);
+    CpuTimes::report(cpu_before, cpu_after, args.timing.duration, &mut report);
     Ok(report)
 }
 
@@ -521,7 +509,7 @@ fn summarize(report: &mut Report, args: &RoomsArgs, shared: &Shared, stats: &[Me
     let malformed = got(|r| r.malformed + r.unexpected);
     let gone = got(|r| u64::from(r.error.is_some()));
     let send_errors = sent(|s| u64::from(s.error.is_some()));
-    let measured = args.duration;
+    let measured = args.timing.duration;
 
     let deliveries = Deliveries {
         published,
