@@ -18,6 +18,7 @@ const TEXT_CHARS: (u64, u64) = (1, 100_000);
 const RESUME_LIMIT: (u64, u64) = (1, 100_000);
 const SHUTDOWN_SECS: (u64, u64) = (1, 600);
 const CONNECTIONS: (u64, u64) = (1, 1_000_000);
+const FRAME_RATE: (u64, u64) = (0, 1_000_000);
 
 /// The reference chat service on stomp-broker: a web chat page, a REST
 /// API, and STOMP over WebSocket and TCP.
@@ -78,6 +79,12 @@ pub(crate) struct Settings {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", value_name = "N")]
     pub(crate) max_connections: Option<u64>,
 
+    /// Frames per second one STOMP connection may send, with a burst of as
+    /// many; past it the server stops reading from the connection until the
+    /// rate allows (the client is slowed down, not cut off); 0: no limit [default: 100]
+    #[arg(long, env = "CHAT_MAX_FRAME_RATE", value_name = "N")]
+    pub(crate) max_frame_rate: Option<u64>,
+
     /// Seconds a graceful shutdown may take (close sessions, write history) [default: 10]
     #[arg(long, env = "CHAT_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub(crate) shutdown_timeout: Option<u64>,
@@ -106,6 +113,8 @@ pub(crate) struct Config {
     pub(crate) max_text_chars: usize,
     pub(crate) resume_limit: usize,
     pub(crate) max_connections: usize,
+    /// `None`: no limit.
+    pub(crate) max_frame_rate: Option<u32>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) log: String,
 }
@@ -151,6 +160,7 @@ impl Settings {
             max_text_chars: self.max_text_chars.or(file.max_text_chars),
             resume_limit: self.resume_limit.or(file.resume_limit),
             max_connections: self.max_connections.or(file.max_connections),
+            max_frame_rate: self.max_frame_rate.or(file.max_frame_rate),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
             log: self.log.or(file.log),
             config: self.config,
@@ -176,6 +186,10 @@ impl Settings {
             max_text_chars: within(s.max_text_chars, 2000, TEXT_CHARS, "max_text_chars")?,
             resume_limit: within(s.resume_limit, 1000, RESUME_LIMIT, "resume_limit")?,
             max_connections: within(s.max_connections, 10_000, CONNECTIONS, "max_connections")?,
+            max_frame_rate: match within(s.max_frame_rate, 100, FRAME_RATE, "max_frame_rate")? {
+                0 => None,
+                rate => Some(u32::try_from(rate).unwrap_or(u32::MAX)),
+            },
             shutdown_timeout: Duration::from_secs(
                 within(s.shutdown_timeout, 10, SHUTDOWN_SECS, "shutdown_timeout")?
                     .try_into()
@@ -257,6 +271,9 @@ mod tests {
         assert_eq!(config.stomp.to_string(), "127.0.0.1:61613");
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.max_text_chars, 2000);
+        assert_eq!(config.max_frame_rate, Some(100));
+        let unlimited = settings(&["--max-frame-rate", "0"]).resolve().expect("0 is valid");
+        assert_eq!(unlimited.max_frame_rate, None);
         assert!(config.redis_url.is_none() && config.jwt_secret.is_none());
     }
 

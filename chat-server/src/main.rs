@@ -168,7 +168,11 @@ async fn run(config: Config) -> Result<(), StartError> {
     first_room(&*stores.rooms).await?;
     let history = HistoryWriter::spawn(stores.history.clone(), WriterConfig::default());
     let mut builder = Broker::builder()
-        .limits(Limits::default().max_connections(config.max_connections))
+        .limits(
+            Limits::default()
+                .max_connections(config.max_connections)
+                .max_frame_rate(config.max_frame_rate),
+        )
         .server_name(format!("chat-server/{}", env!("CARGO_PKG_VERSION")))
         .shutdown_timeout(config.shutdown_timeout.mul_f64(0.6));
     let sequencer = match &config.redis_url {

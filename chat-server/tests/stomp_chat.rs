@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use stomp_codec::{Command, Frame};
-use support::chat::{assert_increasing, history_with, race};
+use support::chat::{assert_increasing, history_with, race, texts};
 use support::stomp::{assert_error_mentions, send_frame, subscribe_frame};
 use support::{ChatMessage, Client, Node, Server, Transport, WAIT, chat_body, unique};
 
@@ -79,6 +79,40 @@ async fn ids_strictly_increase_under_concurrent_senders() {
     }
     let history = history_with(&rest, &room, 2 * N, WAIT).await;
     assert_eq!(history, got_tcp, "REST history equals what was delivered");
+}
+
+/// `--max-frame-rate`: a client sending faster than the limit is read no
+/// faster than the limit allows, and is neither cut off nor loses anything.
+#[tokio::test]
+async fn a_flooding_client_is_slowed_down_not_cut_off() {
+    const RATE: usize = 20;
+    // A burst of RATE (CONNECT takes one), then the rest at RATE a second:
+    // about two seconds to read them all.
+    const SENT: usize = 3 * RATE;
+    let server = Node::new().flag("--max-frame-rate", RATE.to_string()).start().await;
+    let rest = server.rest();
+    let room = rest.create_room_id(&unique("flood")).await;
+    let mut reader = Client::connect(&server, Transport::Ws, "reader").await;
+    reader.join(&room, "r").await;
+    let mut flooder = Client::connect(&server, Transport::Tcp, "flooder").await;
+
+    let started = Instant::now();
+    let post = format!("/app/rooms.{room}");
+    for i in 0..SENT - 1 {
+        flooder.send(&send_frame(&post, &chat_body(&format!("f{i}")))).await;
+    }
+    // Its RECEIPT comes once every frame before it was read.
+    flooder.say(&room, &format!("f{}", SENT - 1)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "{SENT} frames at {RATE}/s read in {elapsed:?}"
+    );
+
+    let sent: Vec<String> = (0..SENT).map(|i| format!("f{i}")).collect();
+    assert_eq!(texts(&reader.next_chats(SENT).await), sent, "every post delivered, in order");
+    assert_eq!(texts(&history_with(&rest, &room, SENT, WAIT).await), sent, "and stored");
+    flooder.say(&room, "still here").await;
 }
 
 /// Each of these, sent by a fresh client of `server`, must be answered by
