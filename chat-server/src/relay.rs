@@ -10,12 +10,12 @@
 //! ones after it back at most [`GAP_WAIT`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use stomp_broker::store::{MessageId, RoomId};
 use stomp_broker::{Broker, LocalSubscription, Message};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::chat::{ROOM_TOPIC, id_of, message_headers};
@@ -39,16 +39,31 @@ const LIVE_WAIT: Duration = Duration::from_secs(5);
 /// The relays of this node, one per room with local subscribers.
 #[derive(Debug)]
 pub(crate) struct Relays {
-    /// The rooms whose relay runs, with when a subscriber last asked for it.
-    running: Arc<Mutex<HashMap<RoomId, Instant>>>,
+    running: Arc<Mutex<HashMap<RoomId, Entry>>>,
     /// How long a relay outlives its room's last local subscriber.
     idle: Duration,
+}
+
+/// A room's relay, as the room's subscribers see it.
+#[derive(Debug)]
+struct Entry {
+    /// When a subscriber last asked for the relay.
+    asked: Instant,
+    /// Set once the relay runs and is live (`true`), or could not start.
+    started: Arc<OnceCell<bool>>,
 }
 
 impl Default for Relays {
     fn default() -> Self {
         Self::with_idle(IDLE)
     }
+}
+
+/// The map of relays, locked (never across an await).
+fn lock(
+    running: &Mutex<HashMap<RoomId, Entry>>,
+) -> std::sync::MutexGuard<'_, HashMap<RoomId, Entry>> {
+    running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Relays {
@@ -59,16 +74,34 @@ impl Relays {
     }
 
     /// Starts the relay of `room` unless it runs, and waits until it
-    /// receives what other nodes publish.
+    /// receives what other nodes publish. Subscribers of one room wait for
+    /// the same start; other rooms' subscribers do not wait for it.
     pub(crate) async fn ensure(&self, broker: &Broker, sequencer: &Arc<Sequencer>, room: RoomId) {
-        let mut running = self.running.lock().await;
-        if let Some(asked) = running.get_mut(&room) {
-            *asked = Instant::now();
-            return;
+        let started = {
+            let mut running = lock(&self.running);
+            let entry = running
+                .entry(room)
+                .or_insert_with(|| Entry { asked: Instant::now(), started: Arc::default() });
+            entry.asked = Instant::now();
+            entry.started.clone()
+        };
+        let start = || self.start(broker, sequencer, room, &started);
+        if !*started.get_or_init(start).await {
+            // The room's next subscriber tries again.
+            forget(&self.running, room, &started);
         }
+    }
+
+    async fn start(
+        &self,
+        broker: &Broker,
+        sequencer: &Arc<Sequencer>,
+        room: RoomId,
+        started: &Arc<OnceCell<bool>>,
+    ) -> bool {
         let Ok(subscription) = broker.subscribe(&format!("{CLUSTER_TOPIC}{room}")) else {
             tracing::warn!(%room, "cannot subscribe to the room's cluster topic");
-            return;
+            return false;
         };
         if !subscription.live(LIVE_WAIT).await {
             tracing::warn!(%room, "room relay not confirmed live on the backplane in time");
@@ -83,10 +116,19 @@ impl Relays {
             held: BTreeMap::new(),
             gap_since: None,
             running: Arc::downgrade(&self.running),
+            started: started.clone(),
             idle: self.idle,
         };
         tokio::spawn(relay.run(subscription, Arc::downgrade(sequencer)));
-        running.insert(room, Instant::now());
+        true
+    }
+}
+
+/// Removes `room`'s entry if it is still the one of `started`.
+fn forget(running: &Mutex<HashMap<RoomId, Entry>>, room: RoomId, started: &Arc<OnceCell<bool>>) {
+    let mut running = lock(running);
+    if running.get(&room).is_some_and(|entry| Arc::ptr_eq(&entry.started, started)) {
+        running.remove(&room);
     }
 }
 
@@ -100,12 +142,22 @@ struct Relay {
     /// Since when `next` has been missing while later ones wait.
     gap_since: Option<Instant>,
     /// The running relays, to leave when the room has no local subscriber.
-    running: Weak<Mutex<HashMap<RoomId, Instant>>>,
+    running: Weak<Mutex<HashMap<RoomId, Entry>>>,
+    /// This relay's start, as its entry in `running` holds it.
+    started: Arc<OnceCell<bool>>,
     idle: Duration,
 }
 
 impl Relay {
-    async fn run(mut self, mut subscription: LocalSubscription, sequencer: Weak<Sequencer>) {
+    async fn run(mut self, subscription: LocalSubscription, sequencer: Weak<Sequencer>) {
+        self.relay(subscription, &sequencer).await;
+        if let Some(running) = self.running.upgrade() {
+            forget(&running, self.room, &self.started);
+        }
+    }
+
+    /// Relays until the room has no local subscriber, or the node stops.
+    async fn relay(&mut self, mut subscription: LocalSubscription, sequencer: &Weak<Sequencer>) {
         let topic = format!("{CLUSTER_TOPIC}{}", self.room);
         let mut idle_check = tokio::time::interval_at(Instant::now() + self.idle, self.idle);
         idle_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -129,24 +181,25 @@ impl Relay {
                     }
                 },
                 () = sleep_until(deadline) => self.skip_gap(),
-                _ = idle_check.tick() => if self.retire().await {
+                _ = idle_check.tick() => if self.retire() {
                     return;
                 },
             }
         }
     }
 
-    /// Leaves the running relays (and ends) if the room has had no local
-    /// subscriber since the last check and holds nothing back.
+    /// Whether to end: the room has had no local subscriber since the
+    /// last check and nothing is held back.
     ///
-    /// Decided under the lock [`Relays::ensure`] takes, and only when no
-    /// subscriber has asked for the relay for `idle`: a subscriber asks
-    /// (in the interceptor) just before its subscription is added, so one
-    /// on its way in is not missed.
-    async fn retire(&self) -> bool {
+    /// Decided only when no subscriber has asked for the relay for `idle`:
+    /// a subscriber asks (in the interceptor) just before its subscription
+    /// is added, so one on its way in is not missed. The entry is removed
+    /// under the same lock, so that the room's next subscriber starts a
+    /// new relay.
+    fn retire(&self) -> bool {
         let Some(running) = self.running.upgrade() else { return true };
-        let mut running = running.lock().await;
-        let asked_long_ago = running.get(&self.room).is_none_or(|at| at.elapsed() >= self.idle);
+        let mut running = lock(&running);
+        let asked_long_ago = running.get(&self.room).is_none_or(|e| e.asked.elapsed() >= self.idle);
         let topic = format!("{ROOM_TOPIC}{}", self.room);
         if !asked_long_ago || !self.held.is_empty() || self.broker.subscriber_count(&topic) > 0 {
             return false;
@@ -217,8 +270,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::*;
 
-    async fn is_running(relays: &Relays, room: RoomId) -> bool {
-        relays.running.lock().await.contains_key(&room)
+    fn is_running(relays: &Relays, room: RoomId) -> bool {
+        lock(&relays.running).contains_key(&room)
     }
 
     async fn relayed(member: &mut LocalSubscription) -> Option<MessageId> {
@@ -242,13 +295,13 @@ mod tests {
         relays.ensure(&broker, &sequencer, room).await;
         let mut member = broker.subscribe(&format!("{ROOM_TOPIC}{room}")).unwrap();
         tokio::time::sleep(idle * 4).await;
-        assert!(is_running(&relays, room).await, "a room with a subscriber keeps its relay");
+        assert!(is_running(&relays, room), "a room with a subscriber keeps its relay");
         send(1);
         assert_eq!(relayed(&mut member).await, Some(MessageId::new(1)));
 
         drop(member);
         let stopped = Instant::now() + Duration::from_secs(5);
-        while is_running(&relays, room).await || broker.subscriber_count(&cluster) > 0 {
+        while is_running(&relays, room) || broker.subscriber_count(&cluster) > 0 {
             assert!(Instant::now() < stopped, "the relay of a room nobody here follows runs on");
             tokio::time::sleep(idle / 4).await;
         }
@@ -260,6 +313,16 @@ mod tests {
         send(2);
         assert_eq!(relayed(&mut member).await, Some(MessageId::new(1)));
         assert_eq!(relayed(&mut member).await, Some(MessageId::new(2)));
+        assert_eq!(broker.subscriber_count(&cluster), 1);
+
+        // Subscribers arriving together start one relay.
+        let other = RoomId::new(8);
+        tokio::join!(
+            relays.ensure(&broker, &sequencer, other),
+            relays.ensure(&broker, &sequencer, other),
+            relays.ensure(&broker, &sequencer, other),
+        );
+        assert_eq!(broker.subscriber_count(&format!("{CLUSTER_TOPIC}{other}")), 1);
         assert_eq!(broker.subscriber_count(&cluster), 1);
     }
 }
