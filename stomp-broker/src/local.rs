@@ -81,7 +81,7 @@ impl LocalSubscription {
             match self.outbox.poll_take(cx, &mut self.taken, usize::MAX) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Status::Overflowed) => self.ended = true,
-                Poll::Ready(Status::Taken) => {
+                Poll::Ready(Status::Taken { .. }) => {
                     for item in self.taken.drain(..) {
                         if let Outgoing::Message(delivery) = item {
                             self.ready.push_back(delivery.message);

@@ -235,7 +235,7 @@ impl Outbox {
                 // An idle connection keeps no queue storage.
                 inner.items = VecDeque::new();
             }
-            return Poll::Ready(Status::Taken);
+            return Poll::Ready(Status::Taken { left: inner.bytes });
         }
         inner.wants_items = max_bytes > 0;
         if !inner.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -262,8 +262,11 @@ impl Outbox {
 /// What [`Outbox::poll_take`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
-    /// Items were moved out.
-    Taken,
+    /// Items were moved out; `left` bytes still wait.
+    Taken {
+        /// Bytes still waiting after the take.
+        left: usize,
+    },
     /// The slow-consumer limit was passed: close the connection.
     Overflowed,
 }

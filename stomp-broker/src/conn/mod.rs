@@ -297,10 +297,11 @@ impl Core {
         deadline
     }
 
-    /// Hands what was taken from the outbox to `encode`, one item at a time.
-    fn encode_taken(&mut self, mut encode: impl FnMut(Outgoing)) {
+    /// Hands what was taken from the outbox to `encode`, one item at a time
+    /// (`left`: the bytes the take left in the outbox).
+    fn encode_taken(&mut self, left: usize, mut encode: impl FnMut(Outgoing)) {
         let mut taken = std::mem::take(&mut self.taken);
-        self.record(&taken);
+        self.record(&taken, left);
         taken.drain(..).for_each(&mut encode);
         // Kept for the next batch only if small: idle connections hold
         // no buffers.
@@ -311,8 +312,9 @@ impl Core {
     }
 
     /// Counts frames about to be written by command, and samples the
-    /// latency of the first message and the depth of the queue.
-    fn record(&self, taken: &[Outgoing]) {
+    /// latency of the first message and the depth of the queue (what was
+    /// taken, plus the `left` bytes still waiting).
+    fn record(&self, taken: &[Outgoing], left: usize) {
         let stats = &self.shared.stats;
         let mut first_message = None;
         let (mut messages, mut bytes) = (0, 0);
@@ -338,7 +340,7 @@ impl Core {
             stats.latency.observe_micros(message.age());
         }
         if !taken.is_empty() {
-            let waiting = self.session.outbox.pending_bytes() + bytes;
+            let waiting = left + bytes;
             stats.queued.observe(u64::try_from(waiting).unwrap_or(u64::MAX));
         }
     }

@@ -103,7 +103,7 @@ impl Connection {
                     let room = WRITE_BATCH.saturating_sub(self.out.len());
                     self.core.session.outbox.poll_take(cx, &mut self.core.taken, room)
                 }) => match status {
-                    Status::Taken => self.encode_taken(),
+                    Status::Taken { left } => self.encode_taken(left),
                     Status::Overflowed => self.core.slow_consumer(),
                 },
                 ready = self.stream.readable(), if can_read => {
@@ -148,10 +148,10 @@ impl Connection {
     }
 
     /// Encodes what was taken from the outbox into the write queue.
-    fn encode_taken(&mut self) {
+    fn encode_taken(&mut self, left: usize) {
         let version = self.core.session.version();
         let out = &mut self.out;
-        self.core.encode_taken(|item| {
+        self.core.encode_taken(left, |item| {
             if let Err(error) = out.encode(item, version) {
                 tracing::warn!(%error, %version, "a frame could not be encoded for this client; skipped");
             }

@@ -275,7 +275,7 @@ where
                 status = std::future::poll_fn(|cx| {
                     self.core.session.outbox.poll_take(cx, &mut self.core.taken, room)
                 }) => match status {
-                    Status::Taken => self.encode_taken(),
+                    Status::Taken { left } => self.encode_taken(left),
                     Status::Overflowed => self.core.slow_consumer(),
                 },
                 inbound = self.stream.next(), if can_read => {
@@ -339,13 +339,13 @@ where
     }
 
     /// Encodes what was taken from the outbox, one message per frame.
-    fn encode_taken(&mut self) {
+    fn encode_taken(&mut self, left: usize) {
         let version = self.core.session.version();
         let (pending, pending_bytes) = (&mut self.out.pending, &mut self.out.pending_bytes);
         // One buffer for the batch, split into one message per frame: the
         // messages share its allocation.
         let mut out = BytesMut::new();
-        self.core.encode_taken(|item| {
+        self.core.encode_taken(left, |item| {
             let encoded = match item {
                 Outgoing::Frame(frame) => encode_frame(&frame, version, &mut out),
                 Outgoing::Message(delivery) => with_extra_headers(&delivery, |extra| {
