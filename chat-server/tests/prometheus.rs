@@ -82,6 +82,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("stomp_delivery_fanout_subscribers", "histogram"),
     ("stomp_delivery_latency_seconds", "histogram"),
     ("stomp_outbox_queued_bytes", "histogram"),
+    ("stomp_outbox_backlog_bytes", "gauge"),
+    ("stomp_outbox_largest_backlog_bytes", "gauge"),
+    ("stomp_outbox_limit_bytes", "gauge"),
     ("stomp_slow_consumer_actions_total", "counter"),
     ("stomp_heartbeat_timeouts_total", "counter"),
     ("stomp_errors_sent_total", "counter"),
@@ -115,6 +118,19 @@ const CONTRACT: &[(&str, &str)] = &[
     ("process_start_time_seconds", "gauge"),
     ("process_threads", "gauge"),
 ];
+
+/// Series each node must expose with a value above 0 (`None`: any
+/// value): the label values panels split by, and the room relays' local
+/// subscriptions, counted as connections of transport `local`.
+const SERIES: &[(&str, (&str, &str), Option<f64>)] = &[
+    ("stomp_connections_open", ("transport", "local"), Some(0.0)),
+    ("stomp_connections_total", ("transport", "local"), Some(0.0)),
+    ("stomp_history_write_seconds_count", ("outcome", "ok"), Some(0.0)),
+    ("stomp_history_write_seconds_count", ("outcome", "error"), None),
+];
+
+/// Units a panel may show a rate of events in.
+const RATE_UNITS: &[&str] = &["cps", "mps", "reqps", "ops"];
 
 /// The workspace root: `CARGO_MANIFEST_DIR/..`.
 fn workspace_root() -> PathBuf {
@@ -312,6 +328,7 @@ async fn check_exposition(server: &Server, scenario: &load::Scenario) {
     );
     let mut problems = naming_violations(&exposition);
     problems.extend(leaked_values(&exposition, &scenario.needles()));
+    problems.extend(missing_series(&exposition));
     assert!(
         problems.is_empty(),
         "GET /metrics on {} breaks the naming rules:\n{}",
@@ -390,9 +407,117 @@ fn the_dashboard_is_importable_and_every_range_is_the_rate_interval() {
     assert!(problems.is_empty(), "{DASHBOARD}:\n{}", problems.join("\n"));
     let queries = dashboard.queries();
     let raw: Vec<&str> = queries.iter().map(|query| query.raw.as_str()).collect();
-    for needle in ["histogram_quantile(0.999, ", "stomp_delivery_latency_seconds_bucket"] {
+    let needles = [
+        "histogram_quantile(0.999, ",
+        "stomp_delivery_latency_seconds_bucket",
+        "stomp_outbox_backlog_bytes",
+        "stomp_outbox_largest_backlog_bytes",
+        "stomp_outbox_limit_bytes",
+        "sum by (le, outcome) (rate(stomp_history_write_seconds_bucket",
+    ];
+    for needle in needles {
         assert!(raw.iter().any(|expr| expr.contains(needle)), "no query uses {needle:?}");
     }
+    let problems = expression_problems(&dashboard);
+    assert!(problems.is_empty(), "{DASHBOARD}:\n{}", problems.join("\n"));
+}
+
+/// The series of [`SERIES`] that `exposition` lacks or has at 0.
+fn missing_series(exposition: &Exposition) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, (label, value), above) in SERIES {
+        let found = exposition.samples.iter().find(|sample| {
+            sample.name == *name && sample.labels.iter().any(|(n, v)| n == label && v == value)
+        });
+        match (found, above) {
+            (None, _) => problems.push(format!("no series {name}{{{label}=\"{value}\"}}")),
+            (Some(sample), Some(floor)) if sample.value <= *floor => problems.push(format!(
+                "{name}{{{label}=\"{value}\"}} is {}, expected above {floor}",
+                sample.value
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// What the dashboard's expressions must follow beyond parsing: rates
+/// (`rate`, not `increase`, whose values change with the zoom), quantiles
+/// of histograms summed by `le` (and at most other bounded labels), a
+/// panel that splits by node doing so in every query, and panel units
+/// that fit the metrics.
+fn expression_problems(dashboard: &Dashboard) -> Vec<String> {
+    let mut problems = Vec::new();
+    for panel in dashboard.panels() {
+        let title = format!("{} / {}", panel.row, panel.json["title"].as_str().unwrap_or_default());
+        let unit = panel.json["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or_default();
+        let targets = panel.json["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let legends: Vec<&str> =
+            targets.iter().map(|t| t["legendFormat"].as_str().unwrap_or_default()).collect();
+        if legends.iter().any(|l| l.contains("{{instance}}"))
+            && !legends.iter().all(|l| l.contains("{{instance}}"))
+        {
+            problems.push(format!("{title}: some queries per node, some not: {legends:?}"));
+        }
+        for expr in targets.iter().filter_map(|t| t["expr"].as_str()) {
+            problems.extend(shape_problem(expr).map(|why| format!("{title}: {why}: {expr}")));
+            if let Some(fits) = fitting_units(expr)
+                && !fits.contains(&unit)
+            {
+                problems.push(format!("{title}: unit {unit:?}, expected one of {fits:?}: {expr}"));
+            }
+        }
+    }
+    problems
+}
+
+/// Why `expr` is not one of the shapes allowed, if it is not.
+fn shape_problem(expr: &str) -> Option<&'static str> {
+    if ["increase(", "irate(", "delta("].iter().any(|f| expr.contains(f)) {
+        return Some("use rate() over $__rate_interval");
+    }
+    let rest = expr.strip_prefix("histogram_quantile(")?;
+    let grouped = rest.split_once(", sum by (").map(|(_, g)| g);
+    let labels = grouped.and_then(|g| g.split_once(") (rate(")).map(|(labels, _)| labels);
+    match labels {
+        Some(labels) if labels.split(", ").any(|l| l == "le") => None,
+        _ => Some("histogram_quantile over sum by (le, ...) (rate(..._bucket[...]))"),
+    }
+}
+
+/// The name of the first metric `expr` selects.
+fn first_metric(expr: &str) -> &str {
+    let selector = expr.find('{').map_or(expr, |at| &expr[..at]);
+    let start =
+        selector.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+    &selector[start..]
+}
+
+/// The units a panel may show `expr` in, when it has a usual shape.
+fn fitting_units(expr: &str) -> Option<&'static [&'static str]> {
+    let metric = first_metric(expr);
+    let ratio = expr.contains(" / ");
+    if expr.starts_with("histogram_quantile(") || metric.ends_with("_sum") {
+        return Some(if metric.contains("_seconds_") {
+            &["s"]
+        } else if metric.contains("_bytes_") {
+            &["bytes"]
+        } else {
+            &["short", "none"]
+        });
+    }
+    if expr.contains("rate(") {
+        // Seconds per second: a share of one second (CPU: 1 = one core).
+        return Some(if metric.ends_with("_seconds_total") {
+            &["percentunit"]
+        } else {
+            RATE_UNITS
+        });
+    }
+    if metric.ends_with("_bytes") {
+        return Some(if ratio { &["percentunit"] } else { &["bytes"] });
+    }
+    metric.ends_with("_seconds").then_some(&["s"])
 }
 
 #[test]

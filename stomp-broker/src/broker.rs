@@ -19,6 +19,7 @@ use crate::error::PublishError;
 use crate::hooks::{AllowAll, AppHandler, Authenticator, Interceptor, Replay, TransportKind};
 use crate::local::LocalSubscription;
 use crate::message::Message;
+use crate::outbox::Outboxes;
 use crate::router::{Policy, Router, is_queue};
 use crate::stats::{Stats, StatsSnapshot};
 
@@ -34,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) app: Option<(String, Arc<dyn AppHandler>)>,
     pub(crate) replay: Option<Arc<dyn Replay>>,
     pub(crate) stats: Stats,
+    /// Every connection's and local subscription's outbox, for the
+    /// metrics' backlog gauges.
+    pub(crate) outboxes: Outboxes,
     /// Connections open now.
     connections: AtomicUsize,
     next_session: AtomicU64,
@@ -375,7 +379,10 @@ impl Broker {
     }
 
     /// Delivers a message another node published, to this node's
-    /// subscribers only.
+    /// subscribers only. It is a new [`Message`], so its delivery latency
+    /// counts from its arrival here (the backplane's transit is not
+    /// included), and it is not counted as published here (the
+    /// backplane counts it as received).
     pub(crate) fn deliver_from_backplane(
         &self,
         route: &str,
@@ -395,7 +402,7 @@ impl Broker {
             return 0;
         };
         let shared = &self.shared;
-        shared.router.publish(route, message, None, &shared.policy, &shared.stats).unwrap_or(0)
+        shared.router.deliver(route, message, None, &shared.policy, &shared.stats).unwrap_or(0)
     }
 
     /// The backplane's counters, when the broker has one.
@@ -419,7 +426,9 @@ impl Broker {
         LocalSubscription::new(self.clone(), destination)
     }
 
-    /// Connections open now, over every transport.
+    /// Connections open now, TCP and WebSocket (the ones
+    /// [`Limits::max_connections`] bounds; local subscriptions are not
+    /// connections here).
     #[must_use]
     pub fn connection_count(&self) -> usize {
         self.shared.connections.load(Ordering::Acquire)
@@ -647,6 +656,7 @@ impl BrokerBuilder {
             app: self.app,
             replay: self.replay,
             stats: Stats::default(),
+            outboxes: Outboxes::default(),
             connections: AtomicUsize::new(0),
             next_session: AtomicU64::new(0),
             next_message: AtomicU64::new(0),

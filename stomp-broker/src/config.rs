@@ -50,6 +50,7 @@ pub enum QueueOverflow {
 /// | [`max_transaction_bytes`](Self::max_transaction_bytes) per connection | 16 MiB | `ERROR`, close |
 /// | [`max_queue_messages`](Self::max_queue_messages) per queue | 100,000 | the [`QueueOverflow`] policy |
 /// | [`max_queue_bytes`](Self::max_queue_bytes) per queue | 64 MiB | the [`QueueOverflow`] policy |
+/// | [`max_total_queue_bytes`](Self::max_total_queue_bytes), all queues | 512 MiB | the [`QueueOverflow`] policy (drop-oldest drops from the queue published to; an empty one refuses) |
 /// | [`max_destinations`](Self::max_destinations) | 100,000 | `ERROR`, close (or an error from the handle) |
 /// | [`max_frame_rate`](Self::max_frame_rate) per connection | none | reading pauses until the rate allows (TCP backpressure) |
 /// | [`frame`](Self::frame) | [`stomp_codec::Limits`] defaults: 8 MiB frames | `ERROR`, close |
@@ -78,6 +79,9 @@ pub struct Limits {
     pub max_queue_messages: usize,
     /// Body bytes a queue keeps while nobody consumes them.
     pub max_queue_bytes: usize,
+    /// Body bytes all queues together keep: without it, any client could
+    /// make the broker hold `max_queue_bytes` times `max_destinations`.
+    pub max_total_queue_bytes: usize,
     /// Destinations (topics with subscribers, queues in use) at once.
     pub max_destinations: usize,
     /// Frames per second one connection may send, with a burst of as many;
@@ -102,6 +106,7 @@ impl Default for Limits {
             max_transaction_bytes: 16 * 1024 * 1024,
             max_queue_messages: 100_000,
             max_queue_bytes: 64 * 1024 * 1024,
+            max_total_queue_bytes: 512 * 1024 * 1024,
             max_destinations: 100_000,
             max_frame_rate: None,
             frame: FrameLimits::default(),
@@ -142,6 +147,8 @@ impl Limits {
         max_queue_messages: usize;
         /// Sets [`max_queue_bytes`](Self::max_queue_bytes).
         max_queue_bytes: usize;
+        /// Sets [`max_total_queue_bytes`](Self::max_total_queue_bytes).
+        max_total_queue_bytes: usize;
         /// Sets [`max_destinations`](Self::max_destinations).
         max_destinations: usize;
         /// Sets [`max_frame_rate`](Self::max_frame_rate).

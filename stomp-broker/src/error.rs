@@ -113,6 +113,10 @@ pub enum PublishError {
     /// The queue is full and its overflow policy refuses new messages.
     #[error("queue {0} is full")]
     QueueFull(String),
+    /// All queues together hold as much as the broker keeps
+    /// ([`Limits::max_total_queue_bytes`](crate::Limits::max_total_queue_bytes)).
+    #[error("the broker's queues are full")]
+    QueuesFull,
     /// The destination name is empty or not valid.
     #[error("invalid destination: {0}")]
     InvalidDestination(String),

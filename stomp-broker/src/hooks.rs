@@ -291,7 +291,7 @@ pub trait AppHandler: Send + Sync + 'static {
 }
 
 /// Tells which live messages a replay already delivered.
-type SkipLive = Box<dyn Fn(&crate::Message) -> bool + Send + Sync>;
+pub(crate) type SkipLive = Box<dyn Fn(&crate::Message) -> bool + Send + Sync>;
 
 /// What a [`Replay`] hands a new subscription: the messages it receives
 /// before any live one, and which of the live messages that arrived
@@ -308,8 +308,15 @@ impl ReplayBatch {
         Self { messages, skip_live: None }
     }
 
-    /// Live messages that arrived while the replay was read and for which
-    /// `skip` returns `true` are not delivered (they were replayed).
+    /// Live messages for which `skip` returns `true` are not delivered to
+    /// the subscription (they were replayed, or the client had them): those
+    /// that arrived while the replay was read, and any that come later, for
+    /// the subscription's whole life. A message can reach a node late (on
+    /// several nodes, through a backplane), after the replay that already
+    /// read it from storage; this keeps it from being delivered twice.
+    ///
+    /// `skip` runs for every live message to this subscription, under
+    /// the subscription's delivery path: keep it cheap (compare a header).
     #[must_use]
     pub fn skip_live(
         mut self,

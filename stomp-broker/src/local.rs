@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::outbox::{Outbox, Outgoing, Status};
 use crate::subscription::{AckMode, Subscription};
-use crate::{Broker, Message, PublishError};
+use crate::{Broker, Message, PublishError, TransportKind};
 
 /// Messages of one destination, received in-process: a
 /// [`Stream`](futures_core::Stream) of [`Message`]s, or
@@ -19,6 +19,11 @@ use crate::{Broker, Message, PublishError};
 /// under the default policy, a subscriber that falls more than
 /// `max_pending_bytes` behind is ended (the stream returns `None`).
 /// Dropping it unsubscribes.
+///
+/// In the metrics it is a connection of transport `local` (opened here,
+/// closed when dropped), and what waits for it counts in the outbox
+/// backlog; it is not one of [`Broker::connection_count`]'s and does not
+/// count against the connection limit.
 #[derive(Debug)]
 pub struct LocalSubscription {
     broker: Broker,
@@ -29,6 +34,8 @@ pub struct LocalSubscription {
     ready: VecDeque<Arc<Message>>,
     taken: Vec<Outgoing>,
     ended: bool,
+    /// Its outbox in the broker's registry (for the backlog gauges).
+    outbox_slot: usize,
 }
 
 impl LocalSubscription {
@@ -42,6 +49,8 @@ impl LocalSubscription {
         let (sub, live) = shared.router.subscribe(destination, &limits, |queue| {
             Subscription::new(id, session, AckMode::Auto, outbox.clone(), route, queue)
         })?;
+        shared.stats.connection_opened(TransportKind::Local);
+        let outbox_slot = shared.outboxes.register(&outbox);
         Ok(Self {
             broker,
             sub,
@@ -50,6 +59,7 @@ impl LocalSubscription {
             ready: VecDeque::new(),
             taken: Vec::new(),
             ended: false,
+            outbox_slot,
         })
     }
 
@@ -109,5 +119,7 @@ impl Drop for LocalSubscription {
         self.outbox.close();
         let shared = self.broker.shared();
         shared.router.unsubscribe(&self.sub, &shared.policy.limits);
+        shared.outboxes.unregister(self.outbox_slot);
+        shared.stats.connection_closed(TransportKind::Local);
     }
 }

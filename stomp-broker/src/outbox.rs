@@ -44,6 +44,8 @@ pub(crate) enum Offer {
     Overflowed,
     /// The connection is closed.
     Closed,
+    /// Not for this subscription: a replay delivered it already.
+    Skipped,
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +261,61 @@ impl Outbox {
     }
 }
 
+/// Every live outbox of a broker (connections and local subscriptions),
+/// so that the metrics can read what waits in them at scrape time: a
+/// stalled connection takes nothing, so nothing sampled at a take shows
+/// its backlog growing.
+///
+/// Reading at scrape time costs the hot path nothing (no shared counter
+/// per delivery); registering costs a lock per connection opened or
+/// closed, and a connection 8 bytes here plus its slot number.
+#[derive(Debug, Default)]
+pub(crate) struct Outboxes {
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    live: Vec<Option<Arc<Outbox>>>,
+    /// Indices of the `None`s of `live`, reused first.
+    free: Vec<usize>,
+}
+
+impl Outboxes {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Every update is a single push, pop or store: sound after a panic.
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds `outbox`; returns its slot, for [`unregister`](Self::unregister).
+    pub(crate) fn register(&self, outbox: &Arc<Outbox>) -> usize {
+        let mut slots = self.lock();
+        let entry = Some(Arc::clone(outbox));
+        if let Some(slot) = slots.free.pop() {
+            slots.live[slot] = entry;
+            return slot;
+        }
+        slots.live.push(entry);
+        slots.live.len() - 1
+    }
+
+    /// Removes the outbox in `slot`.
+    pub(crate) fn unregister(&self, slot: usize) {
+        let mut slots = self.lock();
+        if slots.live.get_mut(slot).and_then(Option::take).is_some() {
+            slots.free.push(slot);
+        }
+    }
+
+    /// Bytes waiting now: in all outboxes, and in the fullest one.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn backlog(&self) -> (u64, u64) {
+        let slots = self.lock();
+        let sizes = slots.live.iter().flatten().map(|outbox| outbox.pending_bytes() as u64);
+        sizes.fold((0, 0), |(total, largest), bytes| (total + bytes, largest.max(bytes)))
+    }
+}
+
 /// What [`Outbox::poll_take`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -284,5 +341,34 @@ fn wake(mut inner: MutexGuard<'_, Inner>) {
     drop(inner);
     if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    fn frame_of(size: usize) -> Frame {
+        Frame::new(stomp_codec::Command::Receipt).with_body(vec![b'x'; size])
+    }
+
+    #[test]
+    fn the_registry_sums_live_outboxes_and_forgets_dropped_ones() {
+        let outboxes = Outboxes::default();
+        let (a, b) = (Outbox::new(), Outbox::new());
+        let slot_a = outboxes.register(&a);
+        let slot_b = outboxes.register(&b);
+        a.push_frame(frame_of(1000));
+        b.push_frame(frame_of(100));
+        let (a_bytes, b_bytes) = (a.pending_bytes() as u64, b.pending_bytes() as u64);
+        assert_eq!(outboxes.backlog(), (a_bytes + b_bytes, a_bytes));
+        outboxes.unregister(slot_a);
+        outboxes.unregister(slot_a);
+        assert_eq!(outboxes.backlog(), (b_bytes, b_bytes));
+        let slot_c = outboxes.register(&Outbox::new());
+        assert_eq!(slot_c, slot_a, "a freed slot is reused");
+        outboxes.unregister(slot_b);
+        outboxes.unregister(slot_c);
+        assert_eq!(outboxes.backlog(), (0, 0));
     }
 }

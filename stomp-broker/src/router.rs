@@ -9,6 +9,7 @@
 //! a subscription's pending list, then an outbox.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use dashmap::DashMap;
@@ -78,6 +79,54 @@ struct QueueState {
     consumers: Vec<Arc<Subscription>>,
     /// Where the round robin resumes.
     cursor: usize,
+    /// Body octets of every queue of the broker, `bytes` included.
+    total: Arc<AtomicUsize>,
+}
+
+impl QueueState {
+    fn push_back(&mut self, message: Arc<Message>, redelivered: bool) {
+        self.add_bytes(message.body().len());
+        self.messages.push_back((message, redelivered));
+    }
+
+    fn push_front(&mut self, message: Arc<Message>, redelivered: bool) {
+        self.add_bytes(message.body().len());
+        self.messages.push_front((message, redelivered));
+    }
+
+    fn pop_front(&mut self) -> Option<(Arc<Message>, bool)> {
+        let (message, redelivered) = self.messages.pop_front()?;
+        self.bytes -= message.body().len();
+        self.total.fetch_sub(message.body().len(), Ordering::Relaxed);
+        Some((message, redelivered))
+    }
+
+    fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Which bound, if any, one more message of `len` octets would pass.
+    fn over(&self, len: usize, limits: &Limits) -> Option<Bound> {
+        if self.messages.len() >= limits.max_queue_messages
+            || self.bytes + len > limits.max_queue_bytes
+        {
+            Some(Bound::Queue)
+        } else if self.total.load(Ordering::Relaxed) + len > limits.max_total_queue_bytes {
+            Some(Bound::AllQueues)
+        } else {
+            None
+        }
+    }
+}
+
+/// The bounds of what queues keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// One queue's messages or octets.
+    Queue,
+    /// The octets of all queues together.
+    AllQueues,
 }
 
 /// A queue: waiting messages and consumers.
@@ -88,8 +137,9 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    fn new(name: Arc<str>) -> Arc<Self> {
-        Arc::new(Self { name, state: Mutex::default() })
+    fn new(name: Arc<str>, total: &Arc<AtomicUsize>) -> Arc<Self> {
+        let state = QueueState { total: total.clone(), ..QueueState::default() };
+        Arc::new(Self { name, state: Mutex::new(state) })
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -99,23 +149,27 @@ impl Queue {
     /// Adds `message`, then hands out what consumers can take.
     fn publish(&self, message: Arc<Message>, policy: &Policy) -> Result<usize, PublishError> {
         let mut state = self.lock();
-        let full = |s: &QueueState| {
-            s.messages.len() >= policy.limits.max_queue_messages
-                || s.bytes + message.body().len() > policy.limits.max_queue_bytes
-        };
-        while full(&state) {
+        while let Some(bound) = state.over(message.body().len(), &policy.limits) {
+            let refused = match bound {
+                Bound::Queue => PublishError::QueueFull(self.name.to_string()),
+                Bound::AllQueues => PublishError::QueuesFull,
+            };
             match policy.queue_overflow {
-                QueueOverflow::RejectPublish => {
-                    return Err(PublishError::QueueFull(self.name.to_string()));
-                }
+                QueueOverflow::RejectPublish => return Err(refused),
                 QueueOverflow::DropOldest => {
-                    let Some((dropped, _)) = state.messages.pop_front() else { break };
-                    state.bytes -= dropped.body().len();
+                    if state.pop_front().is_none() {
+                        // One message larger than a queue's bound still
+                        // goes into an empty queue; the broker's total is
+                        // kept.
+                        if bound == Bound::AllQueues {
+                            return Err(refused);
+                        }
+                        break;
+                    }
                 }
             }
         }
-        state.bytes += message.body().len();
-        state.messages.push_back((message, false));
+        state.push_back(message, false);
         Ok(Self::dispatch_locked(&mut state, &policy.limits))
     }
 
@@ -135,12 +189,10 @@ impl Queue {
                 break;
             };
             state.cursor = (pick + 1) % n;
-            let Some((message, redelivered)) = state.messages.pop_front() else { break };
-            state.bytes -= message.body().len();
+            let Some((message, redelivered)) = state.pop_front() else { break };
             if state.consumers[pick].deliver_queued(message.clone(), redelivered) == Offer::Closed {
                 // The consumer is going away; keep the message for another.
-                state.bytes += message.body().len();
-                state.messages.push_front((message, redelivered));
+                state.push_front(message, redelivered);
                 state.consumers.remove(pick);
                 state.cursor = 0;
                 continue;
@@ -154,9 +206,9 @@ impl Queue {
     /// front, in their original order, and hands them out again.
     pub(crate) fn requeue(&self, messages: Vec<Arc<Message>>, limits: &Limits) {
         let mut state = self.lock();
+        // Given back, never refused: a bound may be passed for a while.
         for message in messages.into_iter().rev() {
-            state.bytes += message.body().len();
-            state.messages.push_front((message, true));
+            state.push_front(message, true);
         }
         Self::dispatch_locked(&mut state, limits);
     }
@@ -188,6 +240,8 @@ impl Queue {
 pub(crate) struct Router {
     topics: DashMap<Arc<str>, Arc<Topic>>,
     queues: DashMap<Arc<str>, Arc<Queue>>,
+    /// Body octets kept by all queues (bounded by `max_total_queue_bytes`).
+    queued_bytes: Arc<AtomicUsize>,
     /// With a backplane: the topics this node has subscribers for.
     interest: Option<Interest>,
 }
@@ -240,8 +294,10 @@ impl Router {
             if !self.queues.contains_key(route) {
                 self.check_room(limits)?;
             }
-            let entry =
-                self.queues.entry(Arc::from(route)).or_insert_with(|| Queue::new(Arc::from(route)));
+            let entry = self
+                .queues
+                .entry(Arc::from(route))
+                .or_insert_with(|| Queue::new(Arc::from(route), &self.queued_bytes));
             let sub = make(Some(entry.clone()));
             entry.add(sub.clone(), limits);
             return Ok((sub, None));
@@ -269,8 +325,10 @@ impl Router {
             return queue.publish(message, policy);
         }
         self.check_room(&policy.limits)?;
-        let entry =
-            self.queues.entry(Arc::from(name)).or_insert_with(|| Queue::new(Arc::from(name)));
+        let entry = self
+            .queues
+            .entry(Arc::from(name))
+            .or_insert_with(|| Queue::new(Arc::from(name), &self.queued_bytes));
         entry.publish(message, policy)
     }
 
@@ -306,7 +364,8 @@ impl Router {
         self.queues.remove_if(&queue_key(queue), |_, q| q.is_unused());
     }
 
-    /// Routes `message` to `destination`; returns the deliveries made now.
+    /// Routes `message`, published on this node, to `destination`;
+    /// returns the deliveries made now.
     pub(crate) fn publish(
         &self,
         destination: &str,
@@ -316,6 +375,21 @@ impl Router {
         stats: &Stats,
     ) -> Result<usize, PublishError> {
         stats.published(1);
+        self.deliver(destination, message, only_session, policy, stats)
+    }
+
+    /// Routes `message` to `destination` without counting it as published
+    /// here: [`publish`](Self::publish)'s delivery, and how a message from
+    /// another node (counted by the backplane as received) is routed, so
+    /// that a message published once counts once in the cluster.
+    pub(crate) fn deliver(
+        &self,
+        destination: &str,
+        message: Arc<Message>,
+        only_session: Option<u64>,
+        policy: &Policy,
+        stats: &Stats,
+    ) -> Result<usize, PublishError> {
         let delivered = if is_queue(destination) {
             self.publish_queue(destination, message, policy)?
         } else {

@@ -1,12 +1,13 @@
 //! Subscriptions and their unacknowledged messages.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
 use crate::config::Limits;
+use crate::hooks::SkipLive;
 use crate::message::Message;
 use crate::outbox::{Delivery, Offer, Outbox};
 use crate::router::Queue;
@@ -96,6 +97,22 @@ pub(crate) struct Subscription {
     /// without the lock on the delivery path; only ever goes from `true`
     /// to `false`, under the lock, after what was held is queued.
     holding: AtomicBool,
+    /// Set by a replay: live messages it already delivered, skipped for
+    /// the subscription's whole life (a message held while the replay was
+    /// read, or one that reaches this node late, is not delivered twice).
+    skip: OnceLock<Skip>,
+    /// The client's own prefetch (`prefetch-count`), within the broker's
+    /// `max_unacked`; set before the subscription is routed to.
+    prefetch: AtomicUsize,
+}
+
+/// A replay's [`SkipLive`], kept by its subscription.
+struct Skip(SkipLive);
+
+impl std::fmt::Debug for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Skip")
+    }
 }
 
 impl Subscription {
@@ -135,7 +152,9 @@ impl Subscription {
         pending: Pending,
     ) -> Self {
         let holding = AtomicBool::new(pending.held.is_some());
-        Self { id, session, ack, outbox, route, queue: None, pending: Mutex::new(pending), holding }
+        let pending = Mutex::new(pending);
+        let (skip, prefetch) = (OnceLock::new(), AtomicUsize::new(usize::MAX));
+        Self { id, session, ack, outbox, route, queue: None, pending, holding, skip, prefetch }
     }
 
     /// Holds `message` if live messages are still held; gives it back
@@ -160,19 +179,25 @@ impl Subscription {
     }
 
     /// Queues `replayed`, then the held live messages `skip` does not
-    /// reject, then lets live messages through as usual. Replayed and held
-    /// messages are never dropped (the replay is bounded by whoever made
-    /// it, the held ones by `max_pending_bytes`).
+    /// reject, then lets live messages through as usual, also checked by
+    /// `skip` from then on. Replayed and held messages are never dropped
+    /// (the replay is bounded by whoever made it, the held ones by
+    /// `max_pending_bytes`).
     pub(crate) fn release(
         &self,
         replayed: Vec<Arc<Message>>,
-        skip: Option<&(dyn Fn(&Message) -> bool + Send + Sync)>,
+        skip: Option<SkipLive>,
         limits: &Limits,
     ) -> usize {
         let mut pending = self.lock();
         let held = pending.held.take().unwrap_or_default();
         pending.held_bytes = 0;
-        let live = held.into_iter().filter(|m| !skip.is_some_and(|skip| skip(m)));
+        if let Some(skip) = skip {
+            // Set before `holding` goes false: no live message passes
+            // unchecked.
+            let _ = self.skip.set(Skip(skip));
+        }
+        let live = held.into_iter().filter(|m| !self.skips(m));
         let mut n = 0;
         for message in replayed.into_iter().chain(live) {
             n += 1;
@@ -184,12 +209,29 @@ impl Subscription {
                 pending.push_backlog(message);
             }
         }
-        while pending.unacked.len() < limits.max_unacked {
+        while pending.unacked.len() < self.window(limits) {
             let Some(message) = pending.pop_backlog() else { break };
             self.deliver_locked(&mut pending, message, false);
         }
         self.holding.store(false, Ordering::Release);
         n
+    }
+
+    /// Bounds the unacknowledged messages of this subscription to `n`
+    /// (the broker's `max_unacked` still applies).
+    pub(crate) fn set_prefetch(&self, n: usize) {
+        self.prefetch.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// How many unacknowledged messages it may hold.
+    fn window(&self, limits: &Limits) -> usize {
+        self.prefetch.load(Ordering::Relaxed).min(limits.max_unacked)
+    }
+
+    /// Whether the replay that started this subscription delivered
+    /// `message` already.
+    fn skips(&self, message: &Message) -> bool {
+        self.skip.get().is_some_and(|skip| (skip.0)(message))
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -213,12 +255,15 @@ impl Subscription {
         if let Some(offer) = self.hold(message, limits, stats) {
             return offer;
         }
+        if self.skips(message) {
+            return Offer::Skipped;
+        }
         if self.ack == AckMode::Auto {
             let delivery = self.delivery(message.clone(), None, false);
             return self.outbox.offer(delivery, limits.max_pending_bytes, policy, stats);
         }
         let mut pending = self.lock();
-        if pending.unacked.len() < limits.max_unacked && pending.backlog.is_empty() {
+        if pending.unacked.len() < self.window(limits) && pending.backlog.is_empty() {
             return self.deliver_locked(&mut pending, message.clone(), false);
         }
         if pending.backlog_bytes + message.size() <= limits.max_pending_bytes
@@ -268,7 +313,7 @@ impl Subscription {
     /// Whether a queue may hand this consumer one more message.
     pub(crate) fn can_take(&self, limits: &Limits) -> bool {
         let prefetch_ok =
-            self.ack == AckMode::Auto || self.lock().unacked.len() < limits.max_unacked;
+            self.ack == AckMode::Auto || self.lock().unacked.len() < self.window(limits);
         prefetch_ok && self.outbox.has_room(limits.max_pending_bytes)
     }
 
@@ -314,7 +359,7 @@ impl Subscription {
     pub(crate) fn refill(&self, limits: &Limits) -> usize {
         let mut pending = self.lock();
         let mut n = 0;
-        while pending.unacked.len() < limits.max_unacked {
+        while pending.unacked.len() < self.window(limits) {
             let Some(message) = pending.pop_backlog() else { break };
             self.deliver_locked(&mut pending, message, false);
             n += 1;

@@ -142,3 +142,59 @@ async fn a_client_mode_topic_subscriber_gets_two_then_the_rest_after_acks() {
 async fn a_client_individual_topic_subscriber_gets_two_then_the_rest_after_acks() {
     topic_subscriber_with_prefetch("client-individual").await;
 }
+
+#[tokio::test]
+async fn a_subscription_asks_for_a_smaller_prefetch_with_either_header() {
+    for header in ["prefetch-count", "activemq.prefetchSize"] {
+        let broker = prefetch_two().await;
+        let mut c = broker.client("c").await;
+        let sub =
+            extra::subscribe_frame("q", "/queue/own", "client-individual").with_header(header, "1");
+        assert!(exchange(&mut c, sub, "s").await.is_empty());
+        let mut p = broker.client("p").await;
+        burst(&mut p, "/queue/own", &names("m", 0..3)).await;
+
+        let mut received = Vec::new();
+        let mut held = messages(&mut c, 1).await;
+        for i in 0..3 {
+            c.expect_silence(QUIET).await;
+            received.extend(bodies_of(&held));
+            let expected = usize::from(i < 2);
+            held = exchange_expecting(&mut c, ack(&ack_tag(&held[0])), &format!("a{i}"), expected)
+                .await;
+        }
+        assert_eq!(received, names("m", 0..3), "{header}: one at a time, in order");
+        drop((c, p));
+        broker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_larger_prefetch_than_the_brokers_is_held_to_the_brokers() {
+    let broker = prefetch_two().await;
+    let mut c = broker.client("c").await;
+    let sub =
+        extra::subscribe_frame("q", "/queue/big", "client").with_header("prefetch-count", "50");
+    assert!(exchange(&mut c, sub, "s").await.is_empty());
+    let mut p = broker.client("p").await;
+    burst(&mut p, "/queue/big", &names("m", 0..4)).await;
+    assert_eq!(bodies_of(&messages(&mut c, 2).await), names("m", 0..2));
+    c.expect_silence(QUIET).await;
+    drop((c, p));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_prefetch_is_refused() {
+    let broker = prefetch_two().await;
+    let mut c = broker.client("c").await;
+    let sub = extra::subscribe_frame("q", "/queue/bad", "client")
+        .with_header("prefetch-count", "many")
+        .with_header("receipt", "r");
+    c.send(sub).await;
+    let error = c.expect(stomp_codec::Command::Error).await;
+    assert_eq!(error.header_str("message"), Some("invalid prefetch-count"));
+    assert_eq!(error.header_str("receipt-id"), Some("r"));
+    c.expect_closed().await;
+    broker.stop().await;
+}

@@ -123,3 +123,64 @@ async fn drop_oldest_keeps_the_newest_messages() {
     drop((p, c));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn all_queues_together_keep_at_most_the_total_bound() {
+    // Each queue may keep 100 octets, all of them together 250.
+    let limits = Limits::default().max_queue_bytes(100).max_total_queue_bytes(250);
+    let broker = TestBroker::start(Broker::builder().limits(limits)).await;
+    let publish = |queue: &str, body: &'static str| {
+        broker.broker.publish(&format!("/queue/{queue}"), Headers::new(), body)
+    };
+    let fifty = "x".repeat(50).leak();
+    for queue in ["a", "b"] {
+        publish(queue, fifty).unwrap();
+        publish(queue, fifty).unwrap();
+    }
+    publish("c", fifty).unwrap();
+    assert_eq!(publish("d", fifty), Err(PublishError::QueuesFull), "a fresh queue is refused too");
+
+    // Over STOMP the refusal names the queue, answers the SEND, and closes.
+    let mut p = broker.client("p").await;
+    p.send(send("/queue/e", fifty).with_header("receipt", "r")).await;
+    let error = p.expect(Command::Error).await;
+    let message = error.header_str("message").expect("message header");
+    assert!(message.contains("/queue/e"), "{message:?}");
+    assert_eq!(error.header_str("receipt-id"), Some("r"));
+    p.expect_closed().await;
+
+    // Consuming one queue makes room in all of them.
+    let mut c = broker.client("c").await;
+    let got = subscribe_expecting(&mut c, "q", "/queue/a", "auto", 2).await;
+    assert_eq!(got.len(), 2);
+    publish("d", fifty).unwrap();
+    publish("d", fifty).unwrap();
+    assert_eq!(publish("e", fifty), Err(PublishError::QueuesFull));
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn drop_oldest_makes_room_in_its_own_queue_only() {
+    let limits = Limits::default().max_queue_bytes(1000).max_total_queue_bytes(100);
+    let builder = Broker::builder().limits(limits).queue_overflow(QueueOverflow::DropOldest);
+    let broker = TestBroker::start(builder).await;
+    let publish = |queue: &str, body: String| {
+        broker.broker.publish(&format!("/queue/{queue}"), Headers::new(), body)
+    };
+    publish("a", format!("a0{}", "x".repeat(38))).unwrap();
+    publish("b", format!("b0{}", "x".repeat(38))).unwrap();
+    // 80 of 100 octets kept: a's next 40 drop a's oldest, not b's.
+    publish("a", format!("a1{}", "x".repeat(38))).unwrap();
+    // An empty queue has nothing of its own to drop: refused.
+    assert_eq!(publish("c", "c".repeat(40)), Err(PublishError::QueuesFull));
+
+    let mut consumer = broker.client("c").await;
+    let a = subscribe_expecting(&mut consumer, "qa", "/queue/a", "auto", 1).await;
+    assert!(body(&a[0]).starts_with("a1"), "a's oldest was dropped");
+    let b = subscribe_expecting(&mut consumer, "qb", "/queue/b", "auto", 1).await;
+    assert!(body(&b[0]).starts_with("b0"), "b kept its message");
+    consumer.expect_silence(QUIET).await;
+    drop(consumer);
+    broker.stop().await;
+}

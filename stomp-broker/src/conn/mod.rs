@@ -26,7 +26,7 @@ use crate::broker::Shared;
 use crate::error::StompError;
 use crate::outbox::{Delivery, Outgoing};
 use crate::session::{Flow, Session};
-use crate::stats::ErrorReason;
+use crate::stats::{ErrorReason, Unwritten};
 
 pub(crate) use tcp::serve_tcp;
 pub use ws::{SUBPROTOCOLS, negotiate_subprotocol};
@@ -103,11 +103,24 @@ struct Core {
     rate: Option<RateLimit>,
     /// Reading is paused by the rate limit until then.
     throttled: Option<Instant>,
+    /// Messages encoded for the socket and not yet written to it.
+    unwritten: Unwritten,
+    /// The session's outbox in [`Shared::outboxes`](crate::broker::Shared).
+    outbox_slot: usize,
+}
+
+/// The messages of one batch taken from the outbox.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    messages: u32,
+    /// When the oldest was routed ([`now_micros`](crate::message::now_micros)).
+    oldest: u64,
 }
 
 impl Core {
     fn new(shared: Arc<Shared>, session: Session) -> Self {
         let now = Instant::now();
+        let outbox_slot = shared.outboxes.register(&session.outbox);
         Self {
             codec: StompCodec::with_limits(shared.policy.limits.frame),
             rate: shared.policy.limits.max_frame_rate.map(|r| RateLimit::new(r, now)),
@@ -122,6 +135,8 @@ impl Core {
             shutting_down: false,
             peer_closed: false,
             throttled: None,
+            unwritten: Unwritten::default(),
+            outbox_slot,
         }
     }
 
@@ -298,10 +313,11 @@ impl Core {
     }
 
     /// Hands what was taken from the outbox to `encode`, one item at a time
-    /// (`left`: the bytes the take left in the outbox).
-    fn encode_taken(&mut self, left: usize, mut encode: impl FnMut(Outgoing)) {
+    /// (`left`: the bytes the take left in the outbox); the transport
+    /// then says where its write buffer ends ([`queued`](Self::queued)).
+    fn encode_taken(&mut self, left: usize, mut encode: impl FnMut(Outgoing)) -> Batch {
         let mut taken = std::mem::take(&mut self.taken);
-        self.record(&taken, left);
+        let batch = self.record(&taken, left);
         taken.drain(..).for_each(&mut encode);
         // Kept for the next batch only if small: idle connections hold
         // no buffers.
@@ -309,20 +325,39 @@ impl Core {
             self.taken = taken;
         }
         self.session.on_drained();
+        batch
+    }
+
+    /// `batch` was encoded; the write buffer now ends at write position
+    /// `end`.
+    fn queued(&mut self, batch: Batch, end: u64) {
+        self.unwritten.queued(end, batch.messages, batch.oldest);
+    }
+
+    /// The socket took the write buffer up to position `written` (`end`:
+    /// where the buffer ends): the messages written get their latency.
+    fn wrote(&mut self, written: u64, end: u64) {
+        self.unwritten.written(written, end, &self.shared.stats.latency);
+    }
+
+    /// Everything encoded was written (a WebSocket flush completed).
+    fn wrote_all(&mut self) {
+        self.unwritten.all_written(&self.shared.stats.latency);
     }
 
     /// Counts frames about to be written by command, and samples the
-    /// latency of the first message and the depth of the queue (what was
-    /// taken, plus the `left` bytes still waiting).
-    fn record(&self, taken: &[Outgoing], left: usize) {
+    /// depth of the queue (what was taken, plus the `left` bytes still
+    /// waiting); returns the batch's messages for the latency, which is
+    /// observed once they are written.
+    fn record(&self, taken: &[Outgoing], left: usize) -> Batch {
         let stats = &self.shared.stats;
-        let mut first_message = None;
-        let (mut messages, mut bytes) = (0, 0);
+        let mut batch = Batch { messages: 0, oldest: u64::MAX };
+        let mut bytes = 0;
         for item in taken {
             match item {
                 Outgoing::Message(delivery) => {
-                    messages += 1;
-                    first_message.get_or_insert(&delivery.message);
+                    batch.messages = batch.messages.saturating_add(1);
+                    batch.oldest = batch.oldest.min(delivery.message.routed());
                     bytes += delivery.message.size();
                 }
                 // The session's own frames are few: counted one by one.
@@ -333,16 +368,20 @@ impl Core {
             }
         }
         // One shared counter update per batch, not per message.
-        if messages > 0 {
-            stats.frame_out(Command::Message, messages);
-        }
-        if let Some(message) = first_message {
-            stats.latency.observe_micros(message.age());
+        if batch.messages > 0 {
+            stats.frame_out(Command::Message, u64::from(batch.messages));
         }
         if !taken.is_empty() {
             let waiting = left + bytes;
             stats.queued.observe(u64::try_from(waiting).unwrap_or(u64::MAX));
         }
+        batch
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.shared.outboxes.unregister(self.outbox_slot);
     }
 }
 

@@ -49,11 +49,15 @@ pub(crate) async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: Opti
     Box::pin(conn.finish(linger)).await;
 }
 
-/// Answers a connection over the limit with an `ERROR` frame.
+/// Answers a connection over the limit with an `ERROR` frame (counted
+/// once written, as a session's are).
 async fn refuse(mut stream: TcpStream, shared: &Shared) {
     let mut out = BytesMut::new();
-    if encode_frame(&too_many_connections(shared).to_frame(), Version::V1_2, &mut out).is_ok() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, stream.write_all(&out)).await;
+    let error = too_many_connections(shared);
+    if encode_frame(&error.to_frame(), Version::V1_2, &mut out).is_ok()
+        && let Ok(Ok(())) = tokio::time::timeout(CLOSE_GRACE, stream.write_all(&out)).await
+    {
+        shared.stats.error_written(error.reason);
     }
     let _ = stream.shutdown().await;
 }
@@ -151,11 +155,12 @@ impl Connection {
     fn encode_taken(&mut self, left: usize) {
         let version = self.core.session.version();
         let out = &mut self.out;
-        self.core.encode_taken(left, |item| {
+        let batch = self.core.encode_taken(left, |item| {
             if let Err(error) = out.encode(item, version) {
                 tracing::warn!(%error, %version, "a frame could not be encoded for this client; skipped");
             }
         });
+        self.core.queued(batch, self.out.end());
     }
 
     /// Writes what the socket takes now.
@@ -163,6 +168,7 @@ impl Connection {
         let written = self.out.write_to(&self.stream)?;
         if written > 0 {
             self.core.last_write = Instant::now();
+            self.core.wrote(self.out.written, self.out.end());
         }
         Ok(())
     }
@@ -235,11 +241,19 @@ struct WriteQueue {
     chunks_len: usize,
     /// Small frames are encoded here, back to back.
     tail: BytesMut,
+    /// Octets written since the connection opened: the write position
+    /// that the delivery latency compares the ends of batches with.
+    written: u64,
 }
 
 impl WriteQueue {
     fn len(&self) -> usize {
         self.chunks_len + self.tail.len()
+    }
+
+    /// The write position just past the last octet queued.
+    fn end(&self) -> u64 {
+        self.written + self.len() as u64
     }
 
     fn is_empty(&self) -> bool {
@@ -297,6 +311,7 @@ impl WriteQueue {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => {
                     self.advance(w);
+                    self.written += w as u64;
                     written += w;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -165,15 +165,16 @@ pub(crate) async fn serve_websocket<S>(
     Box::pin(conn.finish()).await;
 }
 
-/// Answers a connection over the limit with an `ERROR` frame and a close.
+/// Answers a connection over the limit with an `ERROR` frame (counted
+/// once written, as a session's are) and a close.
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>, shared: &Shared) {
     let mut out = BytesMut::new();
-    if encode_frame(&too_many_connections(shared).to_frame(), Version::V1_2, &mut out).is_ok() {
-        let _ = tokio::time::timeout(
-            CLOSE_GRACE,
-            futures_util::SinkExt::send(&mut ws, message(out.freeze())),
-        )
-        .await;
+    let error = too_many_connections(shared);
+    if encode_frame(&error.to_frame(), Version::V1_2, &mut out).is_ok() {
+        let sent = futures_util::SinkExt::send(&mut ws, message(out.freeze()));
+        if let Ok(Ok(())) = tokio::time::timeout(CLOSE_GRACE, sent).await {
+            shared.stats.error_written(error.reason);
+        }
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(Some(close_frame(CloseCode::Again)))).await;
 }
@@ -271,6 +272,7 @@ where
                         return;
                     }
                     self.core.last_write = Instant::now();
+                    self.core.wrote_all();
                 }
                 status = std::future::poll_fn(|cx| {
                     self.core.session.outbox.poll_take(cx, &mut self.core.taken, room)
@@ -345,7 +347,7 @@ where
         // One buffer for the batch, split into one message per frame: the
         // messages share its allocation.
         let mut out = BytesMut::new();
-        self.core.encode_taken(left, |item| {
+        let batch = self.core.encode_taken(left, |item| {
             let encoded = match item {
                 Outgoing::Frame(frame) => encode_frame(&frame, version, &mut out),
                 Outgoing::Message(delivery) => with_extra_headers(&delivery, |extra| {
@@ -361,6 +363,8 @@ where
                 Err(error) => tracing::warn!(%error, %version, "a frame could not be encoded for this client; skipped"),
             }
         });
+        // Written when a flush completes: everything queued by then is.
+        self.core.queued(batch, 0);
     }
 
     /// After the last frame: close the session, write what is left, and
@@ -372,6 +376,7 @@ where
             if self.out.write_all().await.is_err() {
                 return;
             }
+            self.core.wrote_all();
             self.out.pending.push_back(Message::Close(Some(close_frame(code))));
             if self.out.write_all().await.is_err() {
                 return;

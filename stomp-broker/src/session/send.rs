@@ -57,6 +57,10 @@ fn publish_error(destination: &str, error: &PublishError) -> StompError {
     match error {
         PublishError::QueueFull(_) => StompError::new(format!("queue {destination} is full"))
             .detail("The queue holds as many messages as it may; the message was not accepted."),
+        PublishError::QueuesFull => StompError::new(format!("queue {destination} is full")).detail(
+            "The broker's queues together hold as much as it keeps; the message was not \
+                 accepted.",
+        ),
         other => StompError::new(other.to_string()),
     }
 }

@@ -13,6 +13,29 @@ use crate::router::is_queue;
 use crate::stats::ErrorReason;
 use crate::subscription::{AckMode, Subscription};
 
+/// The headers by which clients ask for a prefetch of their own:
+/// RabbitMQ's, then ActiveMQ's.
+const PREFETCH_HEADERS: [&str; 2] = ["prefetch-count", "activemq.prefetchSize"];
+
+/// The prefetch a SUBSCRIBE asks for, if any: a positive number (0, as in
+/// RabbitMQ, asks for no bound of its own).
+fn prefetch_of(frame: &Frame) -> Result<Option<usize>, StompError> {
+    let Some((name, value)) =
+        PREFETCH_HEADERS.iter().find_map(|name| Some((*name, frame.header(name)?)))
+    else {
+        return Ok(None);
+    };
+    let n = std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok());
+    match n {
+        Some(0) => Ok(None),
+        Some(n) => Ok(Some(n)),
+        None => Err(StompError::new(format!("invalid {name}")).detail(format!(
+            "{name} must be a whole number of messages, not '{}'.",
+            String::from_utf8_lossy(value)
+        ))),
+    }
+}
+
 /// How long a SUBSCRIBE waits for the backplane to confirm.
 const BACKPLANE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -43,6 +66,7 @@ impl Session {
             StompError::new("invalid ack mode")
                 .detail("The ack header must be auto, client or client-individual.")
         })?;
+        let prefetch = prefetch_of(&frame)?;
         let route = self.route_of(destination);
         let replay = self
             .shared
@@ -53,9 +77,17 @@ impl Session {
         let (sub, ready) = self
             .shared
             .router
-            .subscribe(&route, &limits, |queue| match replay {
-                Some(_) => Subscription::held(sub_id, num, ack, outbox, route.as_str().into()),
-                None => Subscription::new(sub_id, num, ack, outbox, route.as_str().into(), queue),
+            .subscribe(&route, &limits, |queue| {
+                let sub = match replay {
+                    Some(_) => Subscription::held(sub_id, num, ack, outbox, route.as_str().into()),
+                    None => {
+                        Subscription::new(sub_id, num, ack, outbox, route.as_str().into(), queue)
+                    }
+                };
+                if let Some(n) = prefetch {
+                    sub.set_prefetch(n);
+                }
+                sub
             })
             .map_err(|e| StompError::new(e.to_string()))?;
         self.subscriptions.insert(id.clone(), sub.clone());
@@ -99,7 +131,7 @@ impl Session {
                 .map_err(|e| StompError::new(format!("replayed message refused: {e}")))?;
             messages.push(message);
         }
-        let delivered = sub.release(messages, batch.skip_live.as_deref(), &limits);
+        let delivered = sub.release(messages, batch.skip_live, &limits);
         self.shared.stats.delivered(delivered as u64);
         Ok(())
     }

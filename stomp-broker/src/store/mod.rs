@@ -225,24 +225,78 @@ pub struct Room {
 }
 
 /// Checks a room name: not empty, no leading or trailing whitespace, no
-/// control characters, at most [`MAX_ROOM_NAME_LEN`] bytes. Every
-/// [`RoomStore`] calls it before creating a room.
+/// control or invisible characters ([`is_invisible_char`]: two names that
+/// look the same must not both exist), at most [`MAX_ROOM_NAME_LEN`]
+/// bytes. Every [`RoomStore`] calls it before creating a room.
 ///
 /// # Errors
 /// [`StoreError::Invalid`] saying what is wrong.
 pub fn validate_room_name(name: &str) -> Result<(), StoreError> {
     let problem = if name.is_empty() {
-        "a room name must not be empty"
+        "a room name must not be empty".to_owned()
     } else if name.len() > MAX_ROOM_NAME_LEN {
-        "a room name must be at most 100 bytes"
+        "a room name must be at most 100 bytes".to_owned()
     } else if name.trim() != name {
-        "a room name must not start or end with whitespace"
-    } else if name.chars().any(char::is_control) {
-        "a room name must not contain control characters"
+        "a room name must not start or end with whitespace".to_owned()
+    } else if let Some(c) = name.chars().find(|&c| is_invisible_char(c)) {
+        format!(
+            "a room name must not contain control or invisible characters (U+{:04X})",
+            u32::from(c)
+        )
     } else {
         return Ok(());
     };
-    Err(StoreError::Invalid(problem.to_owned()))
+    Err(StoreError::Invalid(problem))
+}
+
+/// What [`is_invisible_char`] refuses besides control characters, as
+/// inclusive ranges: every format character (Cf) of Unicode 15.1, U+2028
+/// and U+2029, and the Hangul fillers. An explicit table rather than a
+/// Unicode crate: it is short, and it is a decision about names.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x115F, 0x1160),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` has no visible form of its own or changes how the text
+/// around it is shown: a control character (Cc), a format character (Cf:
+/// zero-width spaces and joiners, bidirectional marks and overrides, the
+/// soft hyphen, the byte order mark, tags...), a line or paragraph
+/// separator, or a blank Hangul filler. A name (of a room, or a nickname)
+/// with one can pass for another name, so names may not contain them.
+///
+/// ```
+/// use stomp_broker::store::is_invisible_char;
+/// assert!(is_invisible_char('\u{200B}')); // zero width space
+/// assert!(is_invisible_char('\u{202E}')); // right-to-left override
+/// assert!(is_invisible_char('\n'));
+/// assert!(!is_invisible_char('é') && !is_invisible_char('🎉'));
+/// ```
+#[must_use]
+pub fn is_invisible_char(c: char) -> bool {
+    let code = u32::from(c);
+    c.is_control() || INVISIBLE.iter().any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// A failure of a store.

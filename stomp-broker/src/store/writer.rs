@@ -161,9 +161,16 @@ struct Inner {
     failures: AtomicU64,
     /// Messages per batch written.
     pub(crate) batch_sizes: Histogram,
-    /// Microseconds per successful batch write.
-    pub(crate) write_times: Histogram,
+    /// Microseconds per batch write attempt, by outcome: succeeded, or
+    /// failed (an error, a timeout, or abandoned at the close deadline).
+    /// Failed attempts are kept apart so that a store that fails slowly
+    /// shows, and does not hide among the fast successes.
+    pub(crate) write_times: [Histogram; 2],
 }
+
+/// The indices of `Inner::write_times`: attempts that succeeded, failed.
+const SUCCEEDED: usize = 0;
+const FAILED: usize = 1;
 
 /// Messages per batch.
 const BATCH_BOUNDS: &[u64] = &[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
@@ -211,7 +218,7 @@ impl HistoryWriter {
             batches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             batch_sizes: Histogram::new(BATCH_BOUNDS),
-            write_times: Histogram::new(LATENCY_BOUNDS),
+            write_times: [Histogram::new(LATENCY_BOUNDS), Histogram::new(LATENCY_BOUNDS)],
         });
         tokio::spawn(run(Arc::clone(&inner)));
         Self { shared: Arc::new(Handle { inner }) }
@@ -316,12 +323,14 @@ impl HistoryWriter {
         state.queue.iter().filter(|m| m.room == room && keep(m.id)).cloned().collect()
     }
 
-    /// Batch sizes and write times (microseconds), for the metrics.
+    /// Batch sizes, and write times (microseconds) of the attempts that
+    /// succeeded and of those that failed, for the metrics.
     #[cfg(feature = "metrics")]
     pub(crate) fn histograms(
         &self,
-    ) -> (crate::stats::HistogramSnapshot, crate::stats::HistogramSnapshot) {
-        (self.inner().batch_sizes.snapshot(), self.inner().write_times.snapshot())
+    ) -> (crate::stats::HistogramSnapshot, [crate::stats::HistogramSnapshot; 2]) {
+        let inner = self.inner();
+        (inner.batch_sizes.snapshot(), inner.write_times.each_ref().map(Histogram::snapshot))
     }
 
     /// Like [`HistoryStore::page`] (newest first, ids below `before`), and
@@ -447,12 +456,16 @@ async fn write(inner: &Inner, batch: &[StoredMessage], config: &WriterConfig) ->
         let started = Instant::now();
         let result = tokio::select! {
             r = inner.store.append(batch) => r,
-            () = inner.abort.cancelled() => return false,
+            () = inner.abort.cancelled() => {
+                inner.write_times[FAILED].observe_micros(started.elapsed());
+                return false;
+            }
         };
+        let elapsed = started.elapsed();
+        let outcome = if result.is_ok() { SUCCEEDED } else { FAILED };
+        inner.write_times[outcome].observe_micros(elapsed);
         match result {
             Ok(()) => {
-                let elapsed = started.elapsed();
-                inner.write_times.observe_micros(elapsed);
                 let mut state = inner.lock();
                 state.last_write = elapsed;
                 state.failing = false;
