@@ -4,10 +4,15 @@
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use stomp_broker::store::is_invisible_char;
 use stomp_broker::{Authenticator, ConnectRequest, Principal, Rejection};
 
 /// The longest nickname, in characters.
 pub(crate) const MAX_NICKNAME_CHARS: usize = 32;
+
+/// How far a token's `exp` and `nbf` may be off, in seconds: clocks of
+/// the issuer and of the server differ a little.
+const LEEWAY_SECS: u64 = 30;
 
 /// The claims a token must carry.
 #[derive(Debug, Deserialize)]
@@ -16,6 +21,15 @@ struct Claims {
     sub: String,
     /// A display name; the subject when absent.
     name: Option<String>,
+}
+
+/// Who a valid token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// The `sub` claim: what limits per user are counted by.
+    pub(crate) subject: String,
+    /// The nickname: the `name` claim, or `sub`.
+    pub(crate) name: String,
 }
 
 /// How identities are established.
@@ -43,7 +57,10 @@ impl Identity {
             Some(secret) => {
                 let mut validation = Validation::new(Algorithm::HS256);
                 validation.set_required_spec_claims(&["exp", "sub"]);
-                validation.leeway = 30;
+                // A token issued for later is not valid yet (`nbf` is
+                // optional; when present it is checked like `exp`).
+                validation.validate_nbf = true;
+                validation.leeway = LEEWAY_SECS;
                 Self::Jwt(Box::new((DecodingKey::from_secret(secret.as_bytes()), validation)))
             }
         }
@@ -54,19 +71,22 @@ impl Identity {
         matches!(self, Self::Jwt(_))
     }
 
-    /// The nickname a valid `token` stands for.
-    pub(crate) fn verify(&self, token: &str) -> Result<String, String> {
+    /// Who a valid `token` stands for.
+    pub(crate) fn verify(&self, token: &str) -> Result<Verified, String> {
         let Self::Jwt(jwt) = self else { return Err("no tokens are accepted".to_owned()) };
         let (key, validation) = &**jwt;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| format!("invalid token: {e}"))?;
-        let name = data.claims.name.unwrap_or(data.claims.sub);
+        let Claims { sub, name } = data.claims;
+        let name = name.unwrap_or_else(|| sub.clone());
         check_nickname(&name).map_err(|e| format!("invalid token: {e}"))?;
-        Ok(name)
+        Ok(Verified { subject: sub, name })
     }
 }
 
-/// Checks a nickname: 1 to 32 characters, not blank, no control characters.
+/// Checks a nickname: 1 to 32 characters, not blank, no control or
+/// invisible characters (zero-width, bidirectional controls...: a name
+/// with them can pass for someone else's).
 pub(crate) fn check_nickname(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("the nickname is empty".to_owned());
@@ -74,8 +94,11 @@ pub(crate) fn check_nickname(name: &str) -> Result<(), String> {
     if name.chars().count() > MAX_NICKNAME_CHARS {
         return Err(format!("the nickname is longer than {MAX_NICKNAME_CHARS} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err("the nickname contains control characters".to_owned());
+    if let Some(c) = name.chars().find(|&c| is_invisible_char(c)) {
+        return Err(format!(
+            "the nickname contains a control or invisible character (U+{:04X})",
+            u32::from(c)
+        ));
     }
     Ok(())
 }
@@ -113,8 +136,8 @@ impl Authenticator for Identity {
                              Authorization: Bearer <token>.",
                         )
                     })?;
-                let name = self.verify(token).map_err(Rejection::new)?;
-                Ok(Principal::new(name))
+                let verified = self.verify(token).map_err(Rejection::new)?;
+                Ok(Principal::new(verified.name))
             }
         }
     }
@@ -130,6 +153,9 @@ mod tests {
         assert!(check_nickname("민수 🎉").is_ok());
         assert!(check_nickname(" ").is_err());
         assert!(check_nickname("a\nb").is_err());
+        for invisible in ["gen\u{200B}eral", "a\u{202E}b", "\u{FEFF}x", "soft\u{AD}", "\u{3164}"] {
+            assert!(check_nickname(invisible).is_err(), "{invisible:?}");
+        }
         assert!(check_nickname(&"x".repeat(33)).is_err());
     }
 

@@ -2,11 +2,11 @@
 //! `/app/rooms.{id}` ([`AppHandler`]), keeping clients from posting to
 //! `/topic/rooms.*` themselves and from subscribing to unknown rooms
 //! ([`Interceptor`]), and resuming a room after a given message
-//! ([`Replay`]).
+//! ([`Replay`](stomp_broker::Replay)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,18 +16,21 @@ use stomp_broker::store::{
     HistoryWriter, MessageId, Room, RoomId, RoomStore, StoreError, StoredMessage, Timestamp,
 };
 use stomp_broker::{
-    AppContext, AppHandler, AppMessage, Broker, Interceptor, Rejection, Replay, ReplayBatch,
-    SessionInfo,
+    AppContext, AppHandler, AppMessage, Broker, Interceptor, Rejection, SessionInfo,
 };
 
 use crate::ids::Sequencer;
 use crate::metrics::{Metrics, Refused};
 use crate::relay::{CLUSTER_PREFIX, CLUSTER_TOPIC, Relays};
 
+mod resume;
+
 /// Where a room's messages are published.
 pub(crate) const ROOM_TOPIC: &str = "/topic/rooms.";
 /// Where new rooms are announced.
 pub(crate) const ROOMS_TOPIC: &str = "/topic/rooms";
+/// Where clients post to the chat service (the broker's application prefix).
+pub(crate) const APP_PREFIX: &str = "/app/";
 /// The application destination prefix of a room (after `/app/`).
 const ROOM_APP_PATH: &str = "rooms.";
 /// The header carrying a chat message's id on MESSAGE frames, so that a
@@ -93,6 +96,12 @@ pub(crate) fn rfc3339(t: Timestamp) -> String {
         ),
         Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
     }
+}
+
+/// `text` as an id, if it is one written the way ids are written.
+pub(crate) fn canonical_id<T: std::str::FromStr + std::fmt::Display>(text: &str) -> Option<T> {
+    let id = text.parse::<T>().ok()?;
+    (id.to_string() == text).then_some(id)
 }
 
 /// The room a `/topic/rooms.{id}` destination names, if it is one.
@@ -163,9 +172,11 @@ impl Chat {
         let _ = self.broker.set(broker);
     }
 
-    /// The room `id` (a decimal string), if it exists.
+    /// The room `id` (a decimal string as ids are written: no sign, no
+    /// leading zero), if it exists. `rooms.01` is not another name of
+    /// room 1: its subscribers would wait on a topic nothing is sent to.
     pub(crate) async fn room(&self, id: &str) -> Result<Option<Room>, StoreError> {
-        let Ok(id) = id.parse::<RoomId>() else { return Ok(None) };
+        let Some(id) = canonical_id::<RoomId>(id) else { return Ok(None) };
         if let Some(room) = lock(&self.known).get(&id) {
             return Ok(Some(room.clone()));
         }
@@ -213,6 +224,9 @@ impl Chat {
         let unavailable = |message: String| (Refused::Unavailable, Rejection::new(message));
         let sequence = self.sequence(room);
         let mut sequence = sequence.lock().await;
+        // Checked before an id is taken too: on several nodes an id handed
+        // out and never used holds the room's later messages back a while.
+        shutting_down(broker)?;
         let last = match sequence.last {
             Some(last) => last,
             None => self
@@ -224,7 +238,7 @@ impl Chat {
         };
         let id = self
             .sequencer
-            .next(room, last)
+            .next(room, last, || self.history.last_id(room))
             .await
             .map_err(|e| unavailable(format!("message not accepted: {e}")))?;
         let sent_at = Timestamp::now();
@@ -237,13 +251,10 @@ impl Chat {
         })
         .map_err(|e| unavailable(format!("message not accepted: {e}")))?;
         let body = Bytes::from(body);
-        if broker.is_shutting_down() {
-            // Checked here, with nothing to wait for between this, the
-            // append and the publish: a message is stored and delivered,
-            // or refused.
-            let message = "server shutting down; send again after reconnecting";
-            return Err((Refused::ShuttingDown, Rejection::new(message)));
-        }
+        // Checked again here, with nothing to wait for between this, the
+        // append and the publish: a message is stored and delivered, or
+        // refused.
+        shutting_down(broker)?;
         let stored = StoredMessage {
             room,
             id,
@@ -282,41 +293,15 @@ impl Chat {
         }
         Ok(post.text)
     }
+}
 
-    /// The messages of `room` after `after`, reading again for up to
-    /// [`RESUME_CATCH_UP`] while other nodes have handed out ids that have
-    /// not reached the shared history yet.
-    async fn resume(
-        &self,
-        room: RoomId,
-        after: MessageId,
-    ) -> Result<Vec<StoredMessage>, Rejection> {
-        let unavailable = |e: &dyn std::fmt::Display| Rejection::new(format!("resume failed: {e}"));
-        let issued = self.sequencer.issued(room).await.map_err(|e| unavailable(&e))?;
-        let deadline = Instant::now() + RESUME_CATCH_UP;
-        loop {
-            let messages = self
-                .history
-                .after(room, after, self.resume_limit + 1)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            if messages.len() > self.resume_limit {
-                return Err(Rejection::new(format!(
-                    "resume too far behind: more than {} messages after {after}",
-                    self.resume_limit
-                ))
-                .with_detail(
-                    "Load the room's recent history with GET /api/rooms/{id}/messages, then \
-                     subscribe again after its newest message.",
-                ));
-            }
-            let newest = messages.last().map_or(after, |m| m.id);
-            if issued.is_none_or(|issued| newest >= issued) || Instant::now() >= deadline {
-                return Ok(messages);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// Refuses a post once the server is shutting down.
+fn shutting_down(broker: &Broker) -> Result<(), Refusal> {
+    if broker.is_shutting_down() {
+        let message = "server shutting down; send again after reconnecting";
+        return Err((Refused::ShuttingDown, Rejection::new(message)));
     }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -382,6 +367,15 @@ impl Interceptor for Rules {
             ))
             .with_detail("Post to /app/rooms.{id} with a JSON body {\"text\": ...}."));
         }
+        if destination.starts_with(APP_PREFIX.as_bytes()) && frame.header("transaction").is_some() {
+            // In a transaction the rules would run only at COMMIT, after
+            // the SEND's RECEIPT: that RECEIPT would promise nothing.
+            return Err(Rejection::new("chat messages cannot be sent in a transaction")
+                .with_detail(
+                    "A RECEIPT for a chat message means it was accepted. Send it without the \
+                 transaction header.",
+                ));
+        }
         Ok(())
     }
 
@@ -403,40 +397,6 @@ impl Interceptor for Rules {
             }
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl Replay for Rules {
-    fn wants_replay(&self, _session: &SessionInfo, frame: &Frame) -> bool {
-        frame.header(RESUME_HEADER).is_some()
-            && frame.header("destination").is_some_and(|d| d.starts_with(ROOM_TOPIC.as_bytes()))
-    }
-
-    async fn replay(
-        &self,
-        _session: &SessionInfo,
-        frame: &Frame,
-    ) -> Result<ReplayBatch, Rejection> {
-        let value = frame.header(RESUME_HEADER).unwrap_or_default();
-        let after: MessageId =
-            std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).ok_or_else(|| {
-                Rejection::new(format!(
-                    "invalid {RESUME_HEADER}: '{}' is not a message id",
-                    String::from_utf8_lossy(value)
-                ))
-            })?;
-        let destination = std::str::from_utf8(frame.header("destination").unwrap_or_default())
-            .unwrap_or_default();
-        let room = room_of_topic(destination).unwrap_or_default();
-        let room = self.0.existing_room(room).await.map_err(|(_, r)| r)?;
-        let messages = self.0.resume(room.id, after).await?;
-        self.0.metrics.resumes.inc();
-        self.0.metrics.replayed.inc_by(messages.len() as u64);
-        let newest = messages.last().map_or(after, |m| m.id);
-        let batch = messages.into_iter().map(|m| (message_headers(m.id), m.body)).collect();
-        Ok(ReplayBatch::new(batch)
-            .skip_live(move |live| id_of(live).is_some_and(|id| id <= newest)))
     }
 }
 

@@ -3,22 +3,39 @@
 //!
 //! Every key has the same name everywhere: `--redis-url`, `CHAT_REDIS_URL`,
 //! `redis_url` in the file. A bad value stops the server before it binds
-//! anything, with a message naming the key.
+//! anything, with a message naming the key in all three spellings. An
+//! empty `CHAT_*` variable counts as unset (`CHAT_REDIS_URL=` in a unit
+//! file or a compose file is how one leaves a key out).
+
+mod values;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+
+pub(crate) use values::{ArgsError, empty_variables, redact};
+use values::{frame_bytes, read_file, secs, small, url, within};
 
 /// The limits a numeric key must stay within.
 const TEXT_CHARS: (u64, u64) = (1, 100_000);
 const RESUME_LIMIT: (u64, u64) = (1, 100_000);
 const SHUTDOWN_SECS: (u64, u64) = (1, 600);
 const CONNECTIONS: (u64, u64) = (1, 1_000_000);
+const PER_IP: (u64, u64) = (0, 1_000_000);
 const FRAME_RATE: (u64, u64) = (0, 1_000_000);
+const HTTP_SECS: (u64, u64) = (1, 3600);
+const ROOMS: (u64, u64) = (1, 10_000_000);
+const ROOM_RATE: (u64, u64) = (0, 100_000);
+const FRAME_BYTES: (u64, u64) = (4096, 64 * 1024 * 1024);
+const OUTBOX_BYTES: (u64, u64) = (64 * 1024, 1 << 30);
+const QUEUE_BYTES: (u64, u64) = (0, 1 << 40);
+const DESTINATIONS: (u64, u64) = (1, 10_000_000);
+/// The smallest `max_frame_bytes` by default.
+const DEFAULT_FRAME_BYTES: u64 = 64 * 1024;
 
 /// The reference chat service on stomp-broker: a web chat page, a REST
 /// API, and STOMP over WebSocket and TCP.
@@ -79,11 +96,56 @@ pub(crate) struct Settings {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", value_name = "N")]
     pub(crate) max_connections: Option<u64>,
 
+    /// Most HTTP connections (WebSockets included) from one address (for
+    /// IPv6, one /64 network) at once; 0: no limit [default: 256]
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub(crate) max_connections_per_ip: Option<u64>,
+
+    /// Seconds a new HTTP connection has to send its first request head [default: 10]
+    #[arg(long, env = "CHAT_HTTP_HEADER_TIMEOUT", value_name = "SECS")]
+    pub(crate) http_header_timeout: Option<u64>,
+
+    /// Seconds an HTTP connection may keep the server waiting: idle
+    /// between requests, or stalled within one (WebSockets excepted) [default: 60]
+    #[arg(long, env = "CHAT_HTTP_IDLE_TIMEOUT", value_name = "SECS")]
+    pub(crate) http_idle_timeout: Option<u64>,
+
+    /// Most rooms; past it, creating one is refused [default: 10000]
+    #[arg(long, env = "CHAT_MAX_ROOMS", value_name = "N")]
+    pub(crate) max_rooms: Option<u64>,
+
+    /// Rooms one client (its token's subject, else its address) may create
+    /// per minute, with a burst of as many; 0: no limit [default: 10]
+    #[arg(long, env = "CHAT_MAX_ROOM_RATE", value_name = "N")]
+    pub(crate) max_room_rate: Option<u64>,
+
     /// Frames per second one STOMP connection may send, with a burst of as
     /// many; past it the server stops reading from the connection until the
     /// rate allows (the client is slowed down, not cut off); 0: no limit [default: 100]
     #[arg(long, env = "CHAT_MAX_FRAME_RATE", value_name = "N")]
     pub(crate) max_frame_rate: Option<u64>,
+
+    /// Largest STOMP frame in bytes, headers and body [default: 65536, or
+    /// more if --max-text-chars needs it]
+    #[arg(long, env = "CHAT_MAX_FRAME_BYTES", value_name = "BYTES")]
+    pub(crate) max_frame_bytes: Option<u64>,
+
+    /// Bytes of messages waiting to be written to one STOMP connection; a
+    /// client that falls further behind is disconnected as a slow consumer
+    /// (the page reconnects and resumes) [default: 1048576]
+    #[arg(long, env = "CHAT_MAX_OUTBOX_BYTES", value_name = "BYTES")]
+    pub(crate) max_outbox_bytes: Option<u64>,
+
+    /// Bytes of message bodies that plain /queue/* destinations keep, all
+    /// queues together, while nobody consumes them; past it a SEND to a
+    /// queue is refused [default: 67108864]
+    #[arg(long, env = "CHAT_MAX_QUEUE_BYTES", value_name = "BYTES")]
+    pub(crate) max_queue_bytes: Option<u64>,
+
+    /// Most STOMP destinations at once (topics with subscribers, queues
+    /// holding messages) [default: 10000]
+    #[arg(long, env = "CHAT_MAX_DESTINATIONS", value_name = "N")]
+    pub(crate) max_destinations: Option<u64>,
 
     /// Seconds a graceful shutdown may take (close sessions, write history) [default: 10]
     #[arg(long, env = "CHAT_SHUTDOWN_TIMEOUT", value_name = "SECS")]
@@ -113,8 +175,19 @@ pub(crate) struct Config {
     pub(crate) max_text_chars: usize,
     pub(crate) resume_limit: usize,
     pub(crate) max_connections: usize,
+    /// 0: no limit.
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) http_header_timeout: Duration,
+    pub(crate) http_idle_timeout: Duration,
+    pub(crate) max_rooms: usize,
+    /// 0: no limit.
+    pub(crate) max_room_rate: u32,
     /// `None`: no limit.
     pub(crate) max_frame_rate: Option<u32>,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) max_outbox_bytes: usize,
+    pub(crate) max_queue_bytes: usize,
+    pub(crate) max_destinations: usize,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) log: String,
 }
@@ -160,7 +233,16 @@ impl Settings {
             max_text_chars: self.max_text_chars.or(file.max_text_chars),
             resume_limit: self.resume_limit.or(file.resume_limit),
             max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
+            http_header_timeout: self.http_header_timeout.or(file.http_header_timeout),
+            http_idle_timeout: self.http_idle_timeout.or(file.http_idle_timeout),
+            max_rooms: self.max_rooms.or(file.max_rooms),
+            max_room_rate: self.max_room_rate.or(file.max_room_rate),
             max_frame_rate: self.max_frame_rate.or(file.max_frame_rate),
+            max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
+            max_outbox_bytes: self.max_outbox_bytes.or(file.max_outbox_bytes),
+            max_queue_bytes: self.max_queue_bytes.or(file.max_queue_bytes),
+            max_destinations: self.max_destinations.or(file.max_destinations),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
             log: self.log.or(file.log),
             config: self.config,
@@ -186,15 +268,30 @@ impl Settings {
             max_text_chars: within(s.max_text_chars, 2000, TEXT_CHARS, "max_text_chars")?,
             resume_limit: within(s.resume_limit, 1000, RESUME_LIMIT, "resume_limit")?,
             max_connections: within(s.max_connections, 10_000, CONNECTIONS, "max_connections")?,
+            max_connections_per_ip: within(
+                s.max_connections_per_ip,
+                256,
+                PER_IP,
+                "max_connections_per_ip",
+            )?,
+            http_header_timeout: secs(s.http_header_timeout, 10, HTTP_SECS, "http_header_timeout")?,
+            http_idle_timeout: secs(s.http_idle_timeout, 60, HTTP_SECS, "http_idle_timeout")?,
+            max_rooms: within(s.max_rooms, 10_000, ROOMS, "max_rooms")?,
+            max_room_rate: small(within(s.max_room_rate, 10, ROOM_RATE, "max_room_rate")?),
             max_frame_rate: match within(s.max_frame_rate, 100, FRAME_RATE, "max_frame_rate")? {
                 0 => None,
-                rate => Some(u32::try_from(rate).unwrap_or(u32::MAX)),
+                rate => Some(small(rate)),
             },
-            shutdown_timeout: Duration::from_secs(
-                within(s.shutdown_timeout, 10, SHUTDOWN_SECS, "shutdown_timeout")?
-                    .try_into()
-                    .unwrap_or(u64::MAX),
-            ),
+            max_frame_bytes: frame_bytes(s.max_frame_bytes, s.max_text_chars)?,
+            max_outbox_bytes: within(
+                s.max_outbox_bytes,
+                1 << 20,
+                OUTBOX_BYTES,
+                "max_outbox_bytes",
+            )?,
+            max_queue_bytes: within(s.max_queue_bytes, 64 << 20, QUEUE_BYTES, "max_queue_bytes")?,
+            max_destinations: within(s.max_destinations, 10_000, DESTINATIONS, "max_destinations")?,
+            shutdown_timeout: secs(s.shutdown_timeout, 10, SHUTDOWN_SECS, "shutdown_timeout")?,
             log: s.log.unwrap_or_else(|| "info".to_owned()),
         };
         if config.jwt_secret.as_deref().is_some_and(str::is_empty) {
@@ -210,101 +307,5 @@ impl Settings {
     }
 }
 
-fn read_file(path: &Path) -> Result<Settings, ConfigError> {
-    let what = format!("--config (CHAT_CONFIG) {}", path.display());
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(&what, format!("cannot read it: {e}")))?;
-    toml::from_str(&text).map_err(|e| ConfigError::new(what, e.to_string().trim_end().to_owned()))
-}
-
-/// `value` (or `default`) within `bounds`.
-fn within(
-    value: Option<u64>,
-    default: u64,
-    (min, max): (u64, u64),
-    name: &str,
-) -> Result<usize, ConfigError> {
-    let value = value.unwrap_or(default);
-    if !(min..=max).contains(&value) {
-        return Err(ConfigError::new(key(name), format!("{value} is not within {min}..={max}")));
-    }
-    usize::try_from(value).map_err(|_| ConfigError::new(key(name), "too large"))
-}
-
-/// A URL with one of `schemes`, or none.
-fn url(value: Option<String>, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
-    match value {
-        Some(url) if !schemes.iter().any(|s| url.starts_with(s)) => Err(ConfigError::new(
-            key(name),
-            format!("'{}' does not start with {}", redact(&url), schemes.join(" or ")),
-        )),
-        other => Ok(other),
-    }
-}
-
-/// A URL without its password, for messages and logs.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(args: &[&str]) -> Settings {
-        Settings::try_parse_from(std::iter::once("chat-server").chain(args.iter().copied()))
-            .expect("flags parse")
-    }
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let config = settings(&[]).resolve().expect("defaults are valid");
-        assert_eq!(config.http.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.stomp.to_string(), "127.0.0.1:61613");
-        assert_eq!(config.data_dir, PathBuf::from("./data"));
-        assert_eq!(config.max_text_chars, 2000);
-        assert_eq!(config.max_frame_rate, Some(100));
-        let unlimited = settings(&["--max-frame-rate", "0"]).resolve().expect("0 is valid");
-        assert_eq!(unlimited.max_frame_rate, None);
-        assert!(config.redis_url.is_none() && config.jwt_secret.is_none());
-    }
-
-    #[test]
-    fn out_of_range_values_name_their_key() {
-        let error = settings(&["--max-text-chars", "0"]).resolve().unwrap_err().to_string();
-        assert!(error.contains("--max-text-chars") && error.contains("max_text_chars"), "{error}");
-        let error = settings(&["--redis-url", "http://x"]).resolve().unwrap_err().to_string();
-        assert!(error.contains("--redis-url"), "{error}");
-    }
-
-    #[test]
-    fn flags_win_over_the_file() {
-        let dir = std::env::temp_dir().join(format!("chat-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("chat.toml");
-        std::fs::write(&file, "http = \"127.0.0.1:9000\"\nstomp = \"127.0.0.1:9001\"\n")
-            .expect("write");
-        let path = file.to_str().expect("utf-8 path");
-        let config = settings(&["--config", path, "--http", "127.0.0.1:9100"]).resolve().unwrap();
-        assert_eq!(config.http.port(), 9100);
-        assert_eq!(config.stomp.port(), 9001);
-        std::fs::write(&file, "htp = \"x\"\n").expect("write");
-        let error = settings(&["--config", path]).resolve().unwrap_err().to_string();
-        assert!(error.contains("htp"), "{error}");
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("mysql://root:pw@host:3306/db"), "mysql://root:***@host:3306/db");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
-}
+mod tests;

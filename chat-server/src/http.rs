@@ -3,28 +3,31 @@
 //! connections the broker serves.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use stomp_broker::Broker;
-use stomp_broker::store::{MessageId, RoomId, StoreError};
+use stomp_broker::store::{MessageId, RoomId};
 use stomp_broker::websocket::negotiate_subprotocol;
 use stomp_broker::websocket::tokio_tungstenite::WebSocketStream;
 use stomp_broker::websocket::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use stomp_broker::websocket::tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::api_error::{ApiError, ApiResult};
 use crate::auth::{Identity, bearer};
 use crate::chat::{Chat, ROOMS_TOPIC, RoomJson};
-use crate::listener::Peer;
+use crate::listener::{Peer, network};
+use crate::quota::{Client, RateLimiter, RoomCap};
 use crate::web;
 
 /// Largest REST request body.
@@ -40,83 +43,16 @@ pub(crate) struct App {
     pub(crate) chat: Arc<Chat>,
     pub(crate) broker: Broker,
     pub(crate) identity: Identity,
+    /// `--max-rooms`.
+    pub(crate) room_cap: Arc<RoomCap>,
+    /// `--max-room-rate`.
+    pub(crate) room_rate: Arc<RateLimiter>,
 }
 
-/// An error answer: a status and `{"error": CODE, "message": TEXT}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-
-    fn code(&self) -> &'static str {
-        match self.status {
-            StatusCode::BAD_REQUEST => "bad_request",
-            StatusCode::UNAUTHORIZED => "unauthorized",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::CONFLICT => "conflict",
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            _ => "internal",
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = axum::Json(json!({ "error": self.code(), "message": self.message }));
-        let mut response = (self.status, body).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NameTaken(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
-            StoreError::Invalid(_) => Self::bad_request(e.to_string()),
-            other => {
-                tracing::warn!(error = %other, "storage failed a request");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {other}"))
-            }
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        Self::bad_request(e.body_text())
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(e: BytesRejection) -> Self {
-        Self::new(e.status(), e.body_text())
-    }
-}
-
-type ApiResult<T = Response> = Result<T, ApiError>;
+/// The subject of the request's valid token (JWT mode), put in the
+/// request's extensions by [`require_token`].
+#[derive(Debug, Clone)]
+struct Subject(String);
 
 /// The whole HTTP service.
 pub(crate) fn router(app: App) -> Router {
@@ -127,27 +63,34 @@ pub(crate) fn router(app: App) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .route("/info", get(info))
         .route("/status", get(status))
-        .fallback(|| async { ApiError::not_found("no such API endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
-        });
+        .fallback(|| async { ApiError::not_found("no such API endpoint") });
     Router::new()
         .route("/", get(|| async { web::asset("index.html") }))
-        .route("/{file}", get(|Path(file): Path<String>| async move { web::asset(&file) }))
-        .route(
-            "/vendor/{file}",
-            get(|Path(f): Path<String>| async move { web::asset(&format!("vendor/{f}")) }),
-        )
+        .route("/{file}", get(|file| async { asset("", file) }))
+        .route("/vendor/{file}", get(|file| async { asset("vendor/", file) }))
         .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(|| async { web::asset("status.html") }))
         .route("/stomp", get(upgrade))
         .nest("/api", api)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("not found") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+}
+
+/// The embedded file `{dir}{file}`.
+fn asset(dir: &str, file: Result<Path<String>, PathRejection>) -> Response {
+    match file {
+        Ok(Path(file)) => web::asset(&format!("{dir}{file}")),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// Counts each answer by route template (unmatched requests as one).
@@ -214,8 +157,9 @@ async fn status(State(app): State<App>) -> Response {
     .into_response()
 }
 
-/// With a JWT secret, every REST call but `/api/info` needs a valid token.
-async fn require_token(State(app): State<App>, request: Request, next: Next) -> Response {
+/// With a JWT secret, the rooms and history calls need a valid token; its
+/// subject goes in the request's extensions.
+async fn require_token(State(app): State<App>, mut request: Request, next: Next) -> Response {
     if app.identity.requires_token() {
         let token = request.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
         let Some(token) = token else {
@@ -225,9 +169,10 @@ async fn require_token(State(app): State<App>, request: Request, next: Next) -> 
             )
             .into_response();
         };
-        if let Err(e) = app.identity.verify(token) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, e).into_response();
-        }
+        match app.identity.verify(token) {
+            Ok(verified) => request.extensions_mut().insert(Subject(verified.subject)),
+            Err(e) => return ApiError::new(StatusCode::UNAUTHORIZED, e).into_response(),
+        };
     }
     next.run(request).await
 }
@@ -307,12 +252,35 @@ struct NewRoom {
     name: String,
 }
 
-async fn create_room(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+/// Takes one room from the rate of the token's subject, or else of the
+/// peer's network.
+fn room_rate(app: &App, subject: Option<&Subject>, peer: Peer) -> ApiResult<()> {
+    let client = match subject {
+        Some(Subject(subject)) => app.room_rate.subject(subject),
+        None => Client::Network(network(peer.0.ip())),
+    };
+    app.room_rate.take(client, Instant::now()).map_err(|wait| {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many rooms made: the next one can be made in {secs} s"),
+        )
+        .with_retry_after(secs)
+    })
+}
+
+async fn create_room(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    subject: Option<Extension<Subject>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    room_rate(&app, subject.as_ref().map(|Extension(s)| s), peer)?;
     let body = body?;
     let new: NewRoom = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected a JSON object {{\"name\": \"...\"}}: {e}"))
     })?;
-    let room = app.chat.rooms.create_room(&new.name).await?;
+    let room = app.room_cap.create(&*app.chat.rooms, &new.name).await?;
     app.chat.remember(&room);
     app.chat.metrics.rooms_created.inc();
     let json = serde_json::to_vec(&RoomJson::from(&room))
@@ -336,7 +304,8 @@ async fn room_or_404(app: &App, room: &str) -> ApiResult<stomp_broker::store::Ro
     app.chat.room(room).await?.ok_or_else(|| ApiError::not_found(format!("unknown room {room}")))
 }
 
-async fn get_room(State(app): State<App>, Path(room): Path<String>) -> ApiResult {
+async fn get_room(State(app): State<App>, room: Result<Path<String>, PathRejection>) -> ApiResult {
+    let Path(room) = room?;
     let room = room_or_404(&app, &room).await?;
     Ok(axum::Json(RoomJson::from(&room)).into_response())
 }
@@ -344,9 +313,10 @@ async fn get_room(State(app): State<App>, Path(room): Path<String>) -> ApiResult
 /// A room's history, newest first: the stored JSON of each message.
 async fn messages(
     State(app): State<App>,
-    Path(room): Path<String>,
+    room: Result<Path<String>, PathRejection>,
     query: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> ApiResult {
+    let Path(room) = room?;
     let Query(query) = query?;
     let room = room_or_404(&app, &room).await?;
     let before = query.before.as_deref().map(|b| id::<MessageId>(b, "before")).transpose()?;

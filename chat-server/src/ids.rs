@@ -11,12 +11,23 @@ use tokio::sync::Mutex;
 /// How long one Redis command may take before the message is refused.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Increments the room's counter, never to a value at or below what the
-/// calling node already knows (`ARGV[1]`): Redis here keeps nothing on disk,
-/// and a restarted Redis must not hand out ids that history already holds.
+/// Increments the room's counter, never to a value at or below `ARGV[1]`
+/// (the highest id the calling node knows).
+///
+/// A counter that does not exist (Redis restarted without its data, or
+/// the key was evicted) is not made from the caller's own knowledge, which
+/// may be behind what other nodes handed out: the script answers `-1`
+/// unless `ARGV[2]` is `1`, and the caller asks again with a floor read
+/// from the shared history. Nodes doing so at once agree through `INCR`.
 const NEXT_ID: &str = r"
-local v = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[2] ~= '1' then
+    return -1
+  end
+  redis.call('SET', KEYS[1], floor, 'NX')
+end
+local v = redis.call('INCR', KEYS[1])
 if v <= floor then
   v = floor + 1
   redis.call('SET', KEYS[1], v)
@@ -92,6 +103,20 @@ impl RedisSequencer {
         }
     }
 
+    /// The next id of `room`, above `floor`; `None` when the counter is
+    /// missing and `create` is false.
+    async fn next(
+        &self,
+        room: RoomId,
+        floor: MessageId,
+        create: bool,
+    ) -> Result<Option<MessageId>, SequenceError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(NEXT_ID).arg(1).arg(self.key(room)).arg(floor.get()).arg(u8::from(create));
+        let id = self.run::<i64>(&cmd).await?;
+        Ok(u64::try_from(id).ok().map(MessageId::new))
+    }
+
     /// Checks that Redis answers.
     pub(crate) async fn ping(&self) -> Result<(), SequenceError> {
         self.run::<String>(&redis::cmd("PING")).await.map(drop)
@@ -100,23 +125,37 @@ impl RedisSequencer {
 
 impl Sequencer {
     /// The id after `last` (the highest this node knows for `room`).
-    pub(crate) async fn next(
+    ///
+    /// When the shared counter is missing, `shared_last` is asked for the
+    /// highest id of the room in the shared history (which every node
+    /// writes), and the counter starts again above both.
+    pub(crate) async fn next<F, E>(
         &self,
         room: RoomId,
         last: MessageId,
-    ) -> Result<MessageId, SequenceError> {
-        match self {
-            Self::Local => last
+        shared_last: impl FnOnce() -> F,
+    ) -> Result<MessageId, SequenceError>
+    where
+        F: Future<Output = Result<Option<MessageId>, E>>,
+        E: std::fmt::Display,
+    {
+        let Self::Redis(redis) = self else {
+            return last
                 .get()
                 .checked_add(1)
                 .map(MessageId::new)
-                .ok_or_else(|| SequenceError("the room has used every id".into())),
-            Self::Redis(redis) => {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(NEXT_ID).arg(1).arg(redis.key(room)).arg(last.get());
-                redis.run::<u64>(&cmd).await.map(MessageId::new)
-            }
+                .ok_or_else(|| SequenceError("the room has used every id".into()));
+        };
+        if let Some(id) = redis.next(room, last, false).await? {
+            return Ok(id);
         }
+        let stored = shared_last()
+            .await
+            .map_err(|e| SequenceError(format!("cannot read the room's newest id: {e}")))?;
+        let floor = stored.map_or(last, |stored| stored.max(last));
+        tracing::info!(%room, %floor, "shared id counter missing; starting it again from history");
+        let id = redis.next(room, floor, true).await?;
+        id.ok_or_else(|| SequenceError("the shared id counter could not be made".into()))
     }
 
     /// The highest id handed out for `room` by any node, when nodes share

@@ -5,8 +5,11 @@
 //!
 //! - `config`: flags, environment and TOML file.
 //! - `chat`: the chat rules in the broker's hooks; `ids`: message ids.
-//! - `auth`: guest nicknames and JWTs; `http`: axum routes; `web`: the page.
+//! - `auth`: guest nicknames and JWTs; `http`: axum routes (`api_error`:
+//!   their JSON errors); `web`: the page.
+//! - `listener`: the bounded HTTP server; `quota`: limits on making rooms.
 
+mod api_error;
 mod auth;
 mod chat;
 mod config;
@@ -14,6 +17,7 @@ mod http;
 mod ids;
 mod listener;
 mod metrics;
+mod quota;
 mod relay;
 mod web;
 
@@ -22,8 +26,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use stomp_broker::backplane::{RedisBackplane, RedisConfig};
+use stomp_broker::codec::Limits as FrameLimits;
 use stomp_broker::store::{
     HistoryStore, HistoryWriter, MongoStore, MySqlStore, RoomStore, SqliteStore, StoreError,
     WriterConfig,
@@ -35,8 +39,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::auth::Identity;
 use crate::chat::{Chat, Rules};
-use crate::config::{Config, Settings, redact};
+use crate::config::{ArgsError, Config, Settings, redact};
 use crate::ids::{RedisSequencer, Sequencer};
+use crate::listener::HttpLimits;
+use crate::quota::{RateLimiter, RoomCap};
 
 /// Name of the first room, made when there is none.
 const FIRST_ROOM: &str = "general";
@@ -51,7 +57,15 @@ const HTTP_HEADROOM: usize = 1000;
 struct StartError(String);
 
 fn main() -> ExitCode {
-    let config = match Settings::parse().resolve() {
+    let settings = match Settings::parse_args(std::env::args_os()) {
+        Ok(settings) => settings,
+        Err(ArgsError::Clap(e)) => e.exit(),
+        Err(ArgsError::Config(e)) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match settings.resolve() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("chat-server: {e}");
@@ -70,6 +84,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for name in config::empty_variables() {
+        tracing::warn!("{name} is set but empty: treated as unset");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -162,42 +179,108 @@ async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, StartError> {
         .map_err(|e| StartError(format!("{key}: cannot listen on {addr}: {e}")))
 }
 
+/// The broker with the chat in its hooks, and what the HTTP side needs.
+struct Core {
+    broker: Broker,
+    chat: Arc<Chat>,
+    identity: Identity,
+    history: HistoryWriter,
+}
+
 async fn run(config: Config) -> Result<(), StartError> {
     let mut signals = Signals::new()?;
     let stores = open_stores(&config).await?;
     first_room(&*stores.rooms).await?;
+    let core = build(&config, &stores).await?;
+    let http_listener = bind(config.http, "--http").await?;
+    let stomp_listener = bind(config.stomp, "--stomp").await?;
+    let (http_addr, stomp_addr) = (local(&http_listener), local(&stomp_listener));
+
+    let stop_http = CancellationToken::new();
+    let http_task = tokio::spawn(listener::serve(
+        http_listener,
+        http::router(app(&config, &core)),
+        http_limits(&config),
+        stop_http.clone(),
+    ));
+    let stomp_task = tokio::spawn({
+        let broker = core.broker.clone();
+        async move { broker.serve(stomp_listener).await }
+    });
+
+    #[expect(clippy::print_stdout, reason = "the one line that tells the user where to go")]
+    {
+        println!(
+            "chat-server ready: open http://{http_addr}/ (STOMP over WebSocket at \
+             ws://{http_addr}/stomp, over TCP at tcp://{stomp_addr})"
+        );
+    }
+    tracing::info!(%http_addr, %stomp_addr, "listening");
+
+    tokio::select! {
+        signal = signals.recv() => tracing::info!("{signal}: shutting down"),
+        result = stomp_task => return Err(StartError(format!("STOMP listener stopped: {}", describe(result)))),
+    }
+    stop_http.cancel();
+    shut_down(&config, &core, http_task, stores).await
+}
+
+/// Sessions first (each gets an ERROR, what it sent is handled), then what
+/// they posted is written, then the stores are closed. Accepted messages
+/// that could not be written within the bound are lost: an error, so that
+/// the exit status says so.
+async fn shut_down(
+    config: &Config,
+    core: &Core,
+    http_task: tokio::task::JoinHandle<()>,
+    stores: Stores,
+) -> Result<(), StartError> {
+    let started = Instant::now();
+    core.broker.shutdown().await;
+    let left =
+        config.shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+    let flushed = core.history.close(left).await;
+    if flushed.is_ok() {
+        tracing::info!(written = core.history.stats().written, "history flushed");
+    }
+    if tokio::time::timeout(Duration::from_secs(1), http_task).await.is_err() {
+        tracing::debug!("HTTP connections still open at exit");
+    }
+    close_stores(stores).await;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis(), "stopped");
+    flushed.map_err(|unflushed| {
+        StartError(format!(
+            "{} accepted messages were not written to history before the shutdown deadline",
+            unflushed.0
+        ))
+    })
+}
+
+/// The broker, with the chat's rules in its hooks and the backplane and
+/// id sequencer the configuration asks for.
+async fn build(config: &Config, stores: &Stores) -> Result<Core, StartError> {
     let history = HistoryWriter::spawn(stores.history.clone(), WriterConfig::default());
     let mut builder = Broker::builder()
         .limits(
             Limits::default()
                 .max_connections(config.max_connections)
-                .max_frame_rate(config.max_frame_rate),
+                .max_frame_rate(config.max_frame_rate)
+                .max_pending_bytes(config.max_outbox_bytes)
+                .max_queue_bytes(config.max_queue_bytes)
+                .max_total_queue_bytes(config.max_queue_bytes)
+                .max_destinations(config.max_destinations)
+                .frame(
+                    FrameLimits::default()
+                        .max_frame_size(config.max_frame_bytes)
+                        .max_body_size(config.max_frame_bytes),
+                ),
         )
         .server_name(format!("chat-server/{}", env!("CARGO_PKG_VERSION")))
         .shutdown_timeout(config.shutdown_timeout.mul_f64(0.6));
     let sequencer = match &config.redis_url {
         Some(url) => {
-            if config.mongodb_url.is_none() || config.mysql_url.is_none() {
-                tracing::warn!(
-                    "--redis-url without --mysql-url and --mongodb-url: nodes share live \
-                     messages but each keeps its own rooms or history in SQLite"
-                );
-            }
-            let backplane = RedisBackplane::connect(
-                RedisConfig::new(url.clone())
-                    .channel_prefix(format!("{}topic:", config.redis_prefix)),
-            )
-            .await
-            .map_err(|e| {
-                StartError(format!("--redis-url: cannot use Redis at {}: {e}", redact(url)))
-            })?;
+            let (backplane, sequencer) = redis(config, url).await?;
             builder = builder.backplane(backplane);
-            let sequencer = RedisSequencer::new(url, &config.redis_prefix)
-                .map_err(|e| StartError(format!("--redis-url: {e}")))?;
-            let sequencer = Sequencer::Redis(Box::new(sequencer));
-            sequencer.ping().await.map_err(|e| {
-                StartError(format!("--redis-url: cannot use Redis at {}: {e}", redact(url)))
-            })?;
             sequencer
         }
         None => Sequencer::Local,
@@ -218,70 +301,67 @@ async fn run(config: Config) -> Result<(), StartError> {
     let broker = builder
         .authenticator(identity.clone())
         .interceptor(rules.clone())
-        .app_handler("/app/", rules.clone())
+        .app_handler(chat::APP_PREFIX, rules.clone())
         .replay(rules)
         .build();
     chat.attach(broker.clone());
     metrics
         .collect_from(&broker, &history)
         .map_err(|e| StartError(format!("cannot set up metrics: {e}")))?;
+    Ok(Core { broker, chat, identity, history })
+}
 
-    let http_listener = bind(config.http, "--http").await?;
-    let stomp_listener = bind(config.stomp, "--stomp").await?;
-    let (http_addr, stomp_addr) = (local(&http_listener), local(&stomp_listener));
-
-    let stop_http = CancellationToken::new();
-    let app = http::App { chat: chat.clone(), broker: broker.clone(), identity };
-    let service = http::router(app).into_make_service_with_connect_info::<listener::Peer>();
-    // Room beside the WebSockets for page loads and REST calls.
-    let http_listener =
-        listener::Limited::new(http_listener, config.max_connections + HTTP_HEADROOM);
-    let http_task = tokio::spawn({
-        let stop = stop_http.clone();
-        async move {
-            axum::serve(http_listener, service).with_graceful_shutdown(stop.cancelled_owned()).await
-        }
-    });
-    let stomp_task = tokio::spawn({
-        let broker = broker.clone();
-        async move { broker.serve(stomp_listener).await }
-    });
-
-    #[expect(clippy::print_stdout, reason = "the one line that tells the user where to go")]
-    {
-        println!(
-            "chat-server ready: open http://{http_addr}/ (STOMP over WebSocket at \
-             ws://{http_addr}/stomp, over TCP at tcp://{stomp_addr})"
+/// The Redis backplane and the Redis id sequencer, both answering.
+async fn redis(config: &Config, url: &str) -> Result<(RedisBackplane, Sequencer), StartError> {
+    if config.mongodb_url.is_none() || config.mysql_url.is_none() {
+        tracing::warn!(
+            "--redis-url without --mysql-url and --mongodb-url: nodes share live \
+             messages but each keeps its own rooms or history in SQLite"
         );
     }
-    tracing::info!(%http_addr, %stomp_addr, "listening");
+    let unreachable = |e: &dyn std::fmt::Display| {
+        StartError(format!("--redis-url: cannot use Redis at {}: {e}", redact(url)))
+    };
+    let backplane = RedisBackplane::connect(
+        RedisConfig::new(url.to_owned()).channel_prefix(format!("{}topic:", config.redis_prefix)),
+    )
+    .await
+    .map_err(|e| unreachable(&e))?;
+    let sequencer = RedisSequencer::new(url, &config.redis_prefix)
+        .map_err(|e| StartError(format!("--redis-url: {e}")))?;
+    let sequencer = Sequencer::Redis(Box::new(sequencer));
+    sequencer.ping().await.map_err(|e| unreachable(&e))?;
+    Ok((backplane, sequencer))
+}
 
-    tokio::select! {
-        signal = signals.recv() => tracing::info!("{signal}: shutting down"),
-        result = stomp_task => return Err(StartError(format!("STOMP listener stopped: {}", describe(result)))),
+/// What the HTTP handlers share.
+fn app(config: &Config, core: &Core) -> http::App {
+    http::App {
+        chat: core.chat.clone(),
+        broker: core.broker.clone(),
+        identity: core.identity.clone(),
+        room_cap: Arc::new(RoomCap::new(config.max_rooms)),
+        room_rate: Arc::new(RateLimiter::new(config.max_room_rate)),
     }
-    let started = Instant::now();
-    stop_http.cancel();
-    // Sessions first (each gets an ERROR, what it sent is handled), then
-    // what they posted is written.
-    broker.shutdown().await;
-    let left =
-        config.shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-    match history.close(left).await {
-        Ok(()) => tracing::info!(written = history.stats().written, "history flushed"),
-        Err(unflushed) => tracing::error!("{unflushed}"),
+}
+
+fn http_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        // Room beside the WebSockets for page loads and REST calls.
+        max_connections: config.max_connections + HTTP_HEADROOM,
+        per_network: config.max_connections_per_ip,
+        header_timeout: config.http_header_timeout,
+        idle_timeout: config.http_idle_timeout,
     }
-    if tokio::time::timeout(Duration::from_secs(1), http_task).await.is_err() {
-        tracing::debug!("HTTP connections still open at exit");
-    }
+}
+
+async fn close_stores(stores: Stores) {
     if let Some(sqlite) = stores.sqlite {
         sqlite.close().await;
     }
     if let Some(mysql) = stores.mysql {
         mysql.close().await;
     }
-    tracing::info!(elapsed_ms = started.elapsed().as_millis(), "stopped");
-    Ok(())
 }
 
 fn local(listener: &TcpListener) -> SocketAddr {

@@ -5,10 +5,17 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// Each file: its path under `web/`, media type and contents.
+/// Each file: its path under `web/`, media type and contents. The page's script is
+/// `app.js` and the ES modules it imports (all at the top level, served as `/{file}`).
 const ASSETS: &[(&str, &str, &[u8])] = &[
     ("index.html", "text/html; charset=utf-8", include_bytes!("../web/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../web/app.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("../web/dom.js")),
+    ("session.js", "text/javascript; charset=utf-8", include_bytes!("../web/session.js")),
+    ("rooms.js", "text/javascript; charset=utf-8", include_bytes!("../web/rooms.js")),
+    ("messages.js", "text/javascript; charset=utf-8", include_bytes!("../web/messages.js")),
+    ("outbox.js", "text/javascript; charset=utf-8", include_bytes!("../web/outbox.js")),
+    ("connection.js", "text/javascript; charset=utf-8", include_bytes!("../web/connection.js")),
     ("style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../web/favicon.svg")),
     ("status.html", "text/html; charset=utf-8", include_bytes!("../web/status.html")),

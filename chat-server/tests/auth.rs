@@ -1,7 +1,8 @@
 //! Identity: with `--jwt-secret`, STOMP CONNECT and REST need a valid HS256
 //! token (as `passcode` or `Authorization: Bearer`), and the sender of a
-//! message is the token's `name` (else `sub`); in guest mode, the CONNECT
-//! `login` is the nickname, within its rules.
+//! message is the token's `name` (else `sub`); a token is refused before
+//! its `nbf` as after its `exp`; in guest mode, the CONNECT `login` is the
+//! nickname, within its rules (no control or invisible characters).
 
 mod support;
 
@@ -45,6 +46,18 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
             token("another-secret", &json!({ "sub": "eve", "exp": now() + 3600 })),
         ),
         ("expired an hour ago", token(SECRET, &json!({ "sub": "eve", "exp": now() - 3600 }))),
+        (
+            "not valid for an hour yet (nbf)",
+            token(SECRET, &json!({ "sub": "eve", "exp": now() + 7200, "nbf": now() + 3600 })),
+        ),
+        (
+            "not valid for two minutes yet (nbf, past the leeway)",
+            token(SECRET, &json!({ "sub": "eve", "exp": now() + 7200, "nbf": now() + 120 })),
+        ),
+        (
+            "named with a zero-width space",
+            token(SECRET, &json!({ "sub": "eve", "name": "Al\u{200B}ice", "exp": now() + 3600 })),
+        ),
         ("without exp", token(SECRET, &json!({ "sub": "eve" }))),
         ("without sub", token(SECRET, &json!({ "name": "eve", "exp": now() + 3600 }))),
         ("garbage", "garbage".to_owned()),
@@ -79,6 +92,18 @@ async fn jwt_mode_connect_needs_a_valid_token() {
                 "a token {what} as Authorization over {transport:?}: {error:?}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn jwt_mode_a_token_valid_from_now_or_before_is_accepted() {
+    let server = jwt_server().await;
+    for (what, nbf) in [("an hour ago", now() - 3600), ("now", now())] {
+        let good = token(SECRET, &json!({ "sub": "dave", "exp": now() + 3600, "nbf": nbf }));
+        let reply = server.rest_with_token(&good).get("/api/rooms").await;
+        assert_eq!(reply.status, 200, "a token valid from {what}: {reply:?}");
+        let client = Client::connect_with(&server, Transport::Tcp, &[("passcode", &good)]).await;
+        client.disconnect().await;
     }
 }
 
@@ -143,7 +168,11 @@ async fn jwt_mode_rest_needs_a_bearer_token() {
         .await
         .expect_error(401, "unauthorized");
 
-    for open in ["/", "/healthz", "/readyz", "/api/info", "/vendor/stomp.umd.min.js"] {
+    // The operators' pages are open too (see README: keep /metrics off the
+    // public side of a proxy).
+    let open_paths =
+        ["/", "/healthz", "/readyz", "/api/info", "/api/status", "/status", "/metrics"];
+    for open in open_paths.into_iter().chain(["/vendor/stomp.umd.min.js"]) {
         let reply = anonymous.get(open).await;
         assert_eq!(reply.status, 200, "{open} must not need a token: {reply:?}");
     }
@@ -183,9 +212,22 @@ async fn guest_mode_the_login_is_the_nickname() {
     }
 
     let too_long = "n".repeat(33);
-    for bad in [too_long.as_str(), "bell\u{7}", "tab\tbed", "esc\u{1b}[31m", "del\u{7f}"] {
+    let bad_logins = [
+        too_long.as_str(),
+        "bell\u{7}",
+        "tab\tbed",
+        "esc\u{1b}[31m",
+        "del\u{7f}",
+        "car\u{200B}ol",
+        "\u{202E}lorac",
+        "carol\u{2066}",
+        "\u{FEFF}carol",
+        "\u{3164}",
+    ];
+    for bad in bad_logins {
         for transport in [Transport::Tcp, Transport::Ws] {
-            Client::connect_refused(&server, transport, &[("login", bad)]).await;
+            let error = Client::connect_refused(&server, transport, &[("login", bad)]).await;
+            assert_error_mentions(&error, "invalid login");
         }
     }
 }

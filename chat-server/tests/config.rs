@@ -1,7 +1,9 @@
 //! Configuration: a bad value (flag, `CHAT_*` variable or TOML key), an
 //! unknown key or a missing file stops the server at once with status 2
-//! and the key named; a TOML file's values are used; a flag beats a
-//! variable, which beats the file; an unreachable MySQL fails the start.
+//! and the key named (a bad value: as flag, variable and file key); an
+//! empty variable counts as unset; a TOML file's values are used; a flag
+//! beats a variable, which beats the file; an unreachable MySQL fails the
+//! start.
 
 mod support;
 
@@ -67,6 +69,69 @@ async fn a_bad_config_file_exits_2_naming_the_key() {
     let missing = minimal().flag("--config", "/nonexistent/chat-server-test.toml");
     let exited = missing.run_to_exit(FAIL_FAST).await;
     assert_config_error(&exited, "/nonexistent/chat-server-test.toml");
+}
+
+/// The three spellings of the key `name` (`max_rooms`): `--max-rooms`,
+/// `CHAT_MAX_ROOMS` and `` `max_rooms` ``.
+fn spellings(name: &str) -> [String; 3] {
+    [
+        format!("--{}", name.replace('_', "-")),
+        format!("CHAT_{}", name.to_uppercase()),
+        format!("`{name}`"),
+    ]
+}
+
+#[tokio::test]
+async fn a_bad_value_names_the_flag_the_variable_and_the_file_key() {
+    let in_file = |text: &str| {
+        let node = minimal();
+        let file = config_file(&node, text);
+        node.flag("--config", path_str(&file))
+    };
+    let cases = [
+        (minimal().env("CHAT_HTTP", "nonsense"), "http"),
+        (minimal().flag("--http", "nonsense"), "http"),
+        (minimal().env("CHAT_MAX_CONNECTIONS", "lots"), "max_connections"),
+        (minimal().env("CHAT_HTTP_IDLE_TIMEOUT", "soon"), "http_idle_timeout"),
+        (minimal().flag("--http-header-timeout", "0"), "http_header_timeout"),
+        (minimal().flag("--max-rooms", "0"), "max_rooms"),
+        (minimal().env("CHAT_MAX_ROOM_RATE", "-1"), "max_room_rate"),
+        (minimal().env("CHAT_MAX_CONNECTIONS_PER_IP", "x"), "max_connections_per_ip"),
+        (in_file("http = \"nonsense\"\n"), "http"),
+        (in_file("max_rooms = \"many\"\n"), "max_rooms"),
+        (in_file("http_idle_timeout = 0\n"), "http_idle_timeout"),
+    ];
+    for (node, name) in cases {
+        let exited = node.run_to_exit(FAIL_FAST).await;
+        for spelling in spellings(name) {
+            assert_config_error(&exited, &spelling);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_variable_is_unset() {
+    let node = Node::new()
+        .env("CHAT_REDIS_URL", "")
+        .env("CHAT_JWT_SECRET", "")
+        .env("CHAT_MYSQL_URL", "")
+        .env("CHAT_MAX_TEXT_CHARS", "");
+    let server = node.start().await;
+    let info = server.rest().get("/api/info").await.expect_json(200);
+    assert_eq!(info["auth"], "guest", "an empty CHAT_JWT_SECRET is no secret: {info}");
+    assert_eq!(info["maxTextChars"], 2000, "an empty CHAT_MAX_TEXT_CHARS is the default");
+    let ready = server.rest().get("/readyz").await.expect_json(200);
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("CHAT_JWT_SECRET is set but empty"),
+        "no warning that CHAT_JWT_SECRET is ignored:\n{stderr}"
+    );
+    server.stop_clean().await;
+
+    // On the command line, an empty secret is a mistake, not a choice.
+    let exited = minimal().flag("--jwt-secret", "").run_to_exit(FAIL_FAST).await;
+    assert_config_error(&exited, "--jwt-secret");
 }
 
 /// A port that was free a moment ago.

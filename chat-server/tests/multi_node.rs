@@ -1,8 +1,9 @@
 //! Several chat-server processes as one service: two nodes sharing Redis
 //! (backplane and ids), MariaDB (rooms) and the MongoDB stand-in
 //! (history) see the same rooms, messages and history; a node restarted
-//! while the other keeps posting loses no message that got a RECEIPT; and
-//! a single SQLite node flushes its history on SIGTERM, and stops
+//! while the other keeps posting loses no message that got a RECEIPT; a
+//! node whose history writer still holds messages when SIGTERM comes
+//! writes every receipted one before it exits; and a node stops
 //! gracefully on a SIGTERM right after its ready line.
 
 mod support;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 use stomp_codec::{Command, Frame};
 use support::chat::{assert_increasing, history_all, ids, race, texts};
-use support::services::{MariaDb, MongoDb, REDIS_URL, RedisPrefix};
+use support::proxy::Proxy;
+use support::services::{MONGODB_ADDR, MariaDb, MongoDb, REDIS_URL, RedisPrefix};
 use support::stomp::{RecvError, chat_of};
 use support::{
     ChatMessage, Client, Node, Rest, Server, Transport, WAIT, chat_body, eventually, unique,
@@ -288,32 +290,71 @@ async fn a_restarted_node_loses_no_receipted_message() {
     assert_increasing("live on node 1, messages of both nodes", &watched);
 }
 
+/// Pipelines `count` SENDs with receipts to `room` (texts `{tag}-{i}`),
+/// then waits for every RECEIPT; returns the texts.
+async fn pipelined(client: &mut Client, room: &str, tag: &str, count: usize) -> Vec<String> {
+    let texts: Vec<String> = (0..count).map(|i| format!("{tag}-{i}")).collect();
+    for text in &texts {
+        let frame = Frame::new(Command::Send)
+            .with_header("destination", format!("/app/rooms.{room}"))
+            .with_header("receipt", text.clone())
+            .with_body(chat_body(text));
+        client.send(&frame).await;
+    }
+    for text in &texts {
+        let receipt = client.recv().await;
+        assert_eq!(receipt.command(), Command::Receipt, "{receipt:?}");
+        assert_eq!(receipt.header_str("receipt-id"), Some(text.as_str()));
+    }
+    texts
+}
+
 #[tokio::test]
 async fn sigterm_flushes_every_receipted_message() {
     const N: usize = 300;
-    let node = Node::new();
+    // History in the MongoDB stand-in, through a proxy that the test
+    // pauses: the receipted messages are certainly still in the writer's
+    // buffer when SIGTERM comes, and the database answers again only two
+    // seconds later. A shutdown that did not wait for the flush would be
+    // gone by then, and the messages with it.
+    let mongodb = MongoDb::new();
+    let proxy = Proxy::start(MONGODB_ADDR.parse().expect("MongoDB address")).await;
+    let url = format!("mongodb://{}/{}?directConnection=true", proxy.addr, mongodb.name);
+    let node = Node::new().flag("--mongodb-url", url).flag("--max-frame-rate", "0");
     let server = node.start().await;
-    let room = server.rest().create_room_id(&unique("flush")).await;
-    let mut client = Client::connect(&server, Transport::Tcp, "flusher").await;
-    // Pipelined: all the SENDs, then all the RECEIPTs.
-    for i in 0..N {
-        let frame = Frame::new(Command::Send)
-            .with_header("destination", format!("/app/rooms.{room}"))
-            .with_header("receipt", format!("p{i}"))
-            .with_body(chat_body(&format!("m{i}")));
-        client.send(&frame).await;
-    }
-    for i in 0..N {
-        let receipt = client.recv().await;
-        assert_eq!(receipt.command(), Command::Receipt, "{receipt:?}");
-        assert_eq!(receipt.header_str("receipt-id"), Some(format!("p{i}").as_str()));
-    }
-    server.stop_clean().await;
+    let rest = server.rest();
+    let room = rest.create_room_id(&unique("flush")).await;
+    let mut one = Client::connect(&server, Transport::Tcp, "flusher1").await;
+    let mut two = Client::connect(&server, Transport::Ws, "flusher2").await;
+    let mut receipted = pipelined(&mut one, &room, "before", 10).await;
+    let written = || async {
+        let status = rest.get("/api/status").await.expect_json(200);
+        (status["history"]["buffered"] == 0).then_some(())
+    };
+    eventually("the first messages are written", WAIT, written).await;
+
+    proxy.pause();
+    let (a, b) =
+        tokio::join!(pipelined(&mut one, &room, "one", N), pipelined(&mut two, &room, "two", N));
+    receipted.extend(a.into_iter().chain(b));
+    let status = rest.get("/api/status").await.expect_json(200);
+    let buffered = status["history"]["buffered"].as_u64().expect("history.buffered");
+    assert!(buffered >= 2 * N as u64, "not all receipted messages wait in the buffer: {status}");
+    // Without sessions to close the rest of the shutdown takes moments; the
+    // flush alone must keep the server up until the database is back.
+    drop((one, two));
+    let (exited, ()) = tokio::join!(server.stop(), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.resume();
+    });
+    assert!(exited.status.success(), "SIGTERM did not end in exit 0: {exited}");
 
     let server = node.start().await;
     let history = history_all(&server.rest(), &room).await;
-    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
-    assert_eq!(texts(&history), expected, "history after SIGTERM and a restart");
+    let mut stored = texts(&history);
+    stored.sort();
+    receipted.sort();
+    assert_eq!(stored, receipted, "history after SIGTERM and a restart (sorted texts)");
     assert_increasing("history", &history);
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP side of chat-server on one node (SQLite, guest mode): rooms
-//! (list, create, get, the errors), history paging newest first, the
-//! JSON error shape, health and info endpoints, and the web page with its
-//! vendored STOMP client.
+//! (list, create, get, the errors, no look-alike names), history paging
+//! newest first, the JSON error shape, health and info endpoints, and the
+//! web page with its vendored STOMP client.
 
 mod support;
 
@@ -80,6 +80,20 @@ async fn room_errors_are_json_with_the_documented_codes() {
 
     for body in ["{", "not json", "[1,2]", r#"{"name": 5}"#, "{}", r#"{"name": ""}"#] {
         rest.post_raw("/api/rooms", body).await.expect_error(400, "bad_request");
+    }
+    // Look-alikes: invisible and direction-changing characters.
+    for name in [
+        "gen\u{200B}eral",
+        "\u{202E}lareneg",
+        "gen\u{2066}eral\u{2069}",
+        "gen\u{AD}eral",
+        "\u{FEFF}general",
+        "gen\u{2060}eral",
+        "tab\there",
+    ] {
+        let reply = rest.post("/api/rooms", &json!({ "name": name })).await;
+        let message = reply.expect_error(400, "bad_request");
+        assert!(message.contains("control or invisible"), "{name:?}: {message}");
     }
     let too_long = "a".repeat(101);
     rest.post("/api/rooms", &json!({ "name": too_long })).await.expect_error(400, "bad_request");
@@ -187,7 +201,10 @@ async fn the_page_and_its_vendored_client_are_served() {
     let license = rest.get("/vendor/LICENSE-stompjs.txt").await;
     assert_eq!(license.status, 200, "{}", license.request);
     assert!(license.body.contains("License"), "{:.200}", license.body);
-    for asset in ["/app.js", "/style.css", "/favicon.svg"] {
+    let modules = ["/dom.js", "/session.js", "/rooms.js", "/messages.js", "/outbox.js"];
+    for asset in
+        ["/app.js", "/connection.js", "/style.css", "/favicon.svg"].into_iter().chain(modules)
+    {
         let reply = rest.get(asset).await;
         assert_eq!(reply.status, 200, "{asset}");
         assert!(!reply.body.is_empty(), "{asset} is empty");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use stomp_codec::{Command, Frame};
 use support::chat::{assert_increasing, history_with, race, texts};
-use support::stomp::{assert_error_mentions, send_frame, subscribe_frame};
+use support::stomp::{assert_error_mentions, assert_readable_error, send_frame, subscribe_frame};
 use support::{ChatMessage, Client, Node, Server, Transport, WAIT, chat_body, unique};
 
 async fn two_users_chat(transport: Transport) {
@@ -141,6 +141,21 @@ fn bad_requests(room: &str) -> Vec<(&'static str, Frame, Option<&'static str>)> 
             None,
         ),
         ("SEND to /topic/rooms", send_frame("/topic/rooms", r#"{"id":"1","name":"fake"}"#), None),
+        (
+            "a chat message in a transaction (its RECEIPT could promise nothing)",
+            send(&chat_body("hi")).with_header("transaction", "t1"),
+            Some("transaction"),
+        ),
+        (
+            "SEND to the room by another spelling of its id",
+            send_frame(&format!("/app/rooms.0{room}"), &chat_body("hi")),
+            Some("unknown room"),
+        ),
+        (
+            "SUBSCRIBE to the room by another spelling of its id",
+            subscribe_frame(&format!("/topic/rooms.0{room}"), "s", &[]),
+            Some("unknown room"),
+        ),
     ]
 }
 
@@ -221,4 +236,31 @@ async fn other_destinations_are_a_plain_broker() {
         assert_eq!(frame.header_str("destination"), Some("/queue/y"));
         assert_eq!(String::from_utf8_lossy(frame.body()), format!("job {i}"));
     }
+}
+
+/// What one client can make the server hold through the plain broker is
+/// bounded: a frame by `--max-frame-bytes`, the plain queues together by
+/// `--max-queue-bytes`, whatever the number of queues.
+#[tokio::test]
+async fn plain_queues_and_frames_are_bounded() {
+    let server = Node::new().flag("--max-queue-bytes", "4096").start().await;
+    let mut client = Client::connect(&server, Transport::Tcp, "hoarder").await;
+    let kilobyte = "k".repeat(1024);
+    for i in 0..4 {
+        client.send_to(&format!("/queue/junk-{i}"), &kilobyte).await;
+    }
+    let error = client.request_refused(send_frame("/queue/junk-4", &kilobyte)).await;
+    assert_error_mentions(&error, "is full");
+
+    let mut big = Client::connect(&server, Transport::Ws, "big").await;
+    let error = big.request_refused(send_frame("/topic/x", &"b".repeat(70 * 1024))).await;
+    assert_readable_error(&error);
+
+    // Consuming makes room again.
+    let mut consumer = Client::connect(&server, Transport::Tcp, "consumer").await;
+    consumer.subscribe("/queue/junk-0", "q").await;
+    assert_eq!(consumer.next_message().await.body().len(), 1024);
+    let mut again = Client::connect(&server, Transport::Tcp, "again").await;
+    again.send_to("/queue/junk-5", &kilobyte).await;
+    assert_server_healthy(&server).await;
 }

@@ -2,22 +2,32 @@
 // End-to-end test of the chat page in real headless Chromium (playwright-core
 // driving /usr/bin/chromium) against a running chat-server.
 //
-//   node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] [--resume-limit N]
+//   node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] --strict-server URL [--resume-limit N]
 //   node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] --jwt-secret SECRET
 //
 // BASE_URL is the server's http://HOST:PORT/. The first form needs a server
-// in guest mode. User A (alice) loads the page from the server, user B (bob)
-// through a TCP proxy in this script, whose drop() resets every connection
-// and refuses new ones until restore(): a real network outage for B alone.
-// The checks: live messages both ways, room creation seen live by the other
-// user and the server's 409/400 messages, text never rendered as HTML, empty
-// and too long texts refused on the page, the outage (B reconnects,
-// re-subscribes with x-resume-after and sees what A sent meanwhile once each,
-// in order), a reload, older history on scrolling up, the phone layout. With
-// --resume-limit N (the server's) also the recovery from "resume too far
-// behind". Screenshots: SCREENSHOT.png (default target/e2e/chat-page.png,
-// desktop) and next to it -phone.png and -phone-rooms.png (360 px wide) and
-// -reconnecting.png (B during the outage).
+// in guest mode without a room creation rate (--max-room-rate 0: the script
+// creates 300 rooms), and a second one (--strict-server) in guest mode with
+// a fresh data directory and a --max-text-chars under 50. User A (alice)
+// loads the page from the server, user B (bob) through a TCP proxy in this
+// script, which can cut every connection and refuse new ones (an outage),
+// stop forwarding while keeping the sockets open (a half-open line), and
+// move B to the second server. The checks: live messages both ways, room
+// creation seen live by the other user and the server's 409/400 messages,
+// text never rendered as HTML, empty and too long texts refused on the
+// page, the outage (B reconnects, re-subscribes with x-resume-after and sees
+// what A sent meanwhile once each, in order), the outbox (messages sent into
+// a half-open line show "Sending…" and are sent again, in order, after the
+// reconnect; one the server accepted while its RECEIPT was lost is not; one
+// the server refuses shows "Not sent" with its reason, Retry and Discard;
+// offline, 50 wait and the 51st is refused), a reload, older history on
+// scrolling up, the phone layout, 300 rooms arriving live and a reconnect
+// fetching only the rooms after the newest known. With --resume-limit N
+// (the server's) also the recovery from "resume too far behind".
+// Screenshots: SCREENSHOT.png (default target/e2e/chat-page.png, desktop)
+// and next to it -phone.png and -phone-rooms.png (360 px wide),
+// -reconnecting.png (B during the outage), -sending.png (B's messages on the
+// half-open line), -not-sent.png and -not-sent-phone.png (refused messages).
 //
 // The second form needs a server started with that --jwt-secret and checks
 // sign-in with tokens: the token field, forged and expired tokens refused,
@@ -50,20 +60,24 @@ const OUTAGE_MS = 3000;
 // ===== arguments =====
 
 function parseArgs(argv) {
-  const args = { base: null, shot: 'target/e2e/chat-page.png', resumeLimit: 0, jwtSecret: '' };
+  const args = { base: null, shot: 'target/e2e/chat-page.png', resumeLimit: 0, jwtSecret: '', strict: null };
   const rest = [];
   for (let i = 0; i < argv.length; i += 1) {
     if (argv[i] === '--resume-limit') args.resumeLimit = Number(argv[(i += 1)]);
     else if (argv[i] === '--jwt-secret') args.jwtSecret = argv[(i += 1)] || '';
+    else if (argv[i] === '--strict-server') args.strict = argv[(i += 1)] || '';
     else rest.push(argv[i]);
   }
+  const isUrl = (u) => typeof u === 'string' && /^https?:\/\//.test(u);
   // The catch-up check sends resume-limit + 5 messages and expects them in the last page of 50.
-  if (!rest[0] || !/^https?:\/\//.test(rest[0]) || !(args.resumeLimit >= 0 && args.resumeLimit <= 40)) {
-    console.error('usage: node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] [--resume-limit N (at most 40)]\n'
-      + '       node tests/e2e/chat.mjs BASE_URL --jwt-secret SECRET');
+  if (!isUrl(rest[0]) || !(args.resumeLimit >= 0 && args.resumeLimit <= 40)
+    || (args.jwtSecret ? args.strict !== null : !isUrl(args.strict))) {
+    console.error('usage: node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] --strict-server URL [--resume-limit N (at most 40)]\n'
+      + '       node tests/e2e/chat.mjs BASE_URL [SCREENSHOT.png] --jwt-secret SECRET');
     process.exit(2);
   }
   args.base = new URL(rest[0]);
+  if (args.strict) args.strict = new URL(args.strict);
   if (rest[1]) args.shot = rest[1];
   return args;
 }
@@ -121,45 +135,69 @@ async function step(name, fn) {
 
 // ===== the TCP proxy in front of user B =====
 
-/** Forwards 127.0.0.1:<port> to target; drop() cuts everything and refuses new connections until restore(). */
+/**
+ * Forwards 127.0.0.1:<port> to a server: drop() cuts everything and refuses new connections
+ * until restore(): a real outage. blackhole() stops forwarding (both ways, or only the server's
+ * answers with { up: false }) and keeps the sockets open: a half-open line the browser cannot
+ * notice; cut() ends it by closing those connections. switchTo(url) sends new connections to
+ * another server and cuts the current ones.
+ */
 function startProxy(target) {
-  const sockets = new Set();
+  const pairs = new Set();
+  let upstreamUrl = target;
   let down = false;
+  let hole = null; // null, or { up, down }: what new connections stop forwarding
   const server = net.createServer((client) => {
     if (down) { client.resetAndDestroy(); return; }
-    const upstream = net.connect(Number(target.port), target.hostname);
-    sockets.add(client);
-    sockets.add(upstream);
+    const upstream = net.connect(Number(upstreamUrl.port), upstreamUrl.hostname);
+    const pair = { client, upstream, hole };
+    pairs.add(pair);
     const close = () => {
       client.destroy();
       upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
+      pairs.delete(pair);
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    forward(client, upstream, () => pair.hole && pair.hole.up);
+    forward(upstream, client, () => pair.hole && pair.hole.down);
   });
+  const cutAll = () => {
+    for (const { client, upstream } of pairs) { client.resetAndDestroy(); upstream.resetAndDestroy(); }
+    pairs.clear();
+  };
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve({
       url: `http://127.0.0.1:${server.address().port}/`,
-      drop() {
-        down = true;
-        for (const s of sockets) s.resetAndDestroy();
-        sockets.clear();
-      },
+      drop() { down = true; cutAll(); },
       restore() { down = false; },
+      blackhole({ up = true } = {}) {
+        hole = { up, down: true };
+        for (const pair of pairs) pair.hole = hole;
+      },
+      cut() { hole = null; cutAll(); },
+      switchTo(url) { upstreamUrl = url; cutAll(); },
       close() { this.drop(); server.close(); },
     }));
   });
 }
 
+/** Pipes from -> to, swallowing what arrives while swallow() says so, with backpressure. */
+function forward(from, to, swallow) {
+  from.on('data', (chunk) => {
+    if (swallow() || to.destroyed) return;
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+}
+
 // ===== REST from the script =====
 
-async function rest(pathname, init) {
-  const res = await fetch(new URL(pathname, args.base), init);
+async function rest(pathname, init, base = args.base) {
+  const res = await fetch(new URL(pathname, base), init);
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = text; }
@@ -274,6 +312,75 @@ async function recordStatus(page) {
 const statusLog = (page) => page.evaluate(() => window.__statusLog.filter((s, i, a) => i === 0 || a[i - 1] !== s));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the page, whose states recordStatus() follows, has been reconnecting and is connected again. */
+async function reconnected(page, timeout = 10_000) {
+  await page.waitForFunction(() => {
+    const log = window.__statusLog;
+    return log.includes('reconnecting') && log[log.length - 1] === 'connected';
+  }, null, { timeout });
+}
+
+/** The open room's id, from the address. */
+const roomIdOf = (page) => page.evaluate(() => /\d+$/.exec(location.hash)[0]);
+
+/** The outbox entry (own message not yet confirmed) with this text. */
+const pendingItem = (page, text) => page.locator('#pending-list [data-testid="pending"]')
+  .filter({ has: page.getByText(text, { exact: true }) });
+
+/** Types a message and sends it; the page shows it in the outbox at once. */
+async function sendPending(page, text) {
+  await page.fill('#composer textarea', text);
+  await page.click('#send');
+  const item = pendingItem(page, text);
+  await item.waitFor({ timeout: 2000 });
+  same(await page.inputValue('#composer textarea'), '', 'the composer after sending');
+  return item;
+}
+
+async function entryState(item) {
+  return {
+    state: await item.getAttribute('data-state'),
+    status: await item.locator('[data-testid="pending-status"]').textContent(),
+  };
+}
+
+/** How many SEND frames the page of `who` sent with this text. */
+const sendsOf = (who, text) => wsFrames[who].filter(({ dir, text: frame }) => dir === 'sent'
+  && frame.startsWith('SEND\n') && frame.includes(JSON.stringify({ text }))).length;
+
+/** How many messages with this text the page shows. */
+const countOn = async (page, text) => (await shown(page)).filter((m) => m.text === text).length;
+
+/** How many messages with this text the room's REST history has (its newest 200). */
+async function historyCount(roomId, text, base = args.base) {
+  const page = await rest(`/api/rooms/${roomId}/messages?limit=200`, undefined, base);
+  check(page.status === 200, `GET /api/rooms/${roomId}/messages: ${page.status}`);
+  return page.body.filter((m) => m.text === text).length;
+}
+
+/** Waits (history is written at most 1 s behind the live stream) until REST has the text exactly once. */
+async function historyOnce(roomId, text) {
+  const deadline = Date.now() + 5000;
+  let n = await historyCount(roomId, text);
+  while (n === 0 && Date.now() < deadline) {
+    await sleep(100);
+    n = await historyCount(roomId, text);
+  }
+  same(n, 1, `copies of "${text}" in the REST history of room ${roomId}`);
+}
+
+/** Every room, page by page, as GET /api/rooms lists them. */
+async function allRooms() {
+  const all = [];
+  for (let after = ''; ;) {
+    const page = await rest(`/api/rooms?limit=1000${after ? `&after=${after}` : ''}`);
+    check(page.status === 200, `GET /api/rooms: ${page.status}`);
+    all.push(...page.body);
+    if (page.body.length < 1000) return all;
+    after = page.body[page.body.length - 1].id;
+  }
+}
 
 // ===== the checks =====
 
@@ -455,6 +562,22 @@ async function main() {
     });
   }
 
+  await step('(f) messages bob sends into a half-open line show "Sending…", go out once more after the reconnect, and are in the room once each, in order', async () => {
+    await checkHalfOpen(a, b, proxy);
+  });
+
+  await step('(g) a message the server accepted while its RECEIPT was lost is found in the resume\'s replay: shown once, not sent again', async () => {
+    await checkAcceptedUnconfirmed(a, b, proxy);
+  });
+
+  await step('(h) a message the server refuses shows "Not sent" with the server\'s reason, Retry and Discard; never resent by itself; Retry sends it once the cause is gone', async () => {
+    await checkRefused(a, b, proxy);
+  });
+
+  await step('(i) offline, bob\'s outbox holds 50 messages and refuses the 51st on the page; after the reconnect all go out once, in order', async () => {
+    await checkOfflineQueue(a, b, proxy);
+  });
+
   await step('(b) after a reload bob is signed in again, in the same room, with the history in order', async () => {
     const before = await shown(a);
     await b.reload();
@@ -538,12 +661,207 @@ async function main() {
     same((await shown(a)).at(-1).sender, 'alice-mobile', 'the sender after the change of name');
   });
 
+  await step('(j) 300 rooms created while the pages are open appear live, in order; after a reconnect bob\'s page fetches only the rooms after the newest it knows', async () => {
+    await checkManyRooms(a, b, proxy);
+  });
+
   await step('no uncaught JavaScript errors on any page', async () => {
     same(pageErrors, [], 'uncaught page errors');
   });
 
   await browser.close();
   proxy.close();
+}
+
+// ===== the outbox: what bob typed is never lost, and never posted twice =====
+
+/** Bob's messages go into a line that swallows everything both ways, then the line is cut. */
+async function checkHalfOpen(a, b, proxy) {
+  const roomId = await roomIdOf(b);
+  const texts = ['Typed while the line was silently dead.', 'A second one, which must stay second.'];
+  await recordStatus(b);
+  proxy.blackhole();
+  const items = [];
+  for (const text of texts) items.push(await sendPending(b, text));
+  await sleep(1000); // neither a RECEIPT nor a MESSAGE can come
+  for (const item of items) {
+    same(await entryState(item), { state: 'sending', status: 'Sending…' }, 'bob\'s message on the half-open line');
+  }
+  same(await statusLog(b), ['connected'], 'bob\'s connection states while the line is half-open (unnoticed)');
+  same(await countOn(a, texts[0]), 0, 'copies on alice\'s page while bob\'s line swallows everything');
+  await b.screenshot({ path: shotPath('-sending') });
+  proxy.cut();
+  await reconnected(b);
+  for (const text of texts) {
+    await waitForText(b, text, 10_000);
+    await waitForText(a, text, 5000);
+  }
+  for (const item of items) await item.waitFor({ state: 'detached', timeout: 2000 });
+  for (const [who, page] of [['alice', a], ['bob', b]]) {
+    const list = (await shown(page)).filter((m) => texts.includes(m.text));
+    same(list.map((m) => m.text), texts, `bob's two messages on ${who}'s page (once each, in the order typed)`);
+  }
+  for (const text of texts) {
+    same(sendsOf('bob', text), 2, `SEND frames with "${text}" (the first was swallowed, so one resend)`);
+    await historyOnce(roomId, text);
+  }
+}
+
+/** The server gets bob's message, but its answers (RECEIPT, MESSAGE) are swallowed, then the line is cut. */
+async function checkAcceptedUnconfirmed(a, b, proxy) {
+  const roomId = await roomIdOf(b);
+  const text = 'Accepted, but the answer never came back.';
+  await recordStatus(b);
+  proxy.blackhole({ up: false });
+  const item = await sendPending(b, text);
+  await waitForText(a, text, 5000); // the server accepted it
+  await sleep(300);
+  same(await entryState(item), { state: 'sending', status: 'Sending…' }, 'bob\'s message without its RECEIPT');
+  proxy.cut();
+  await reconnected(b);
+  await waitForText(b, text, 10_000); // from the replay of the resume
+  await item.waitFor({ state: 'detached', timeout: 2000 });
+  await send(b, 'Both of those arrived once.'); // the room is settled: nothing else goes out
+  same(sendsOf('bob', text), 1, 'SEND frames with the text (the replay showed it was accepted: no resend)');
+  same(await countOn(b, text), 1, `copies of "${text}" on bob's page`);
+  same(await countOn(a, text), 1, `copies of "${text}" on alice's page`);
+  await historyOnce(roomId, text);
+}
+
+/**
+ * A refusal the page cannot foresee, made deterministic: the proxy moves bob to the second
+ * server (--strict-server: fresh data and a smaller --max-text-chars; the script gives it a room
+ * of the same name and id as bob's), as when a node behind a load balancer was restarted with a
+ * smaller limit. The page still holds the first server's limit, so it sends; that server answers
+ * ERROR "text too long: ..." and closes the connection, which no resend can fix.
+ */
+async function checkRefused(a, b, proxy) {
+  const strictInfo = (await rest('/api/info', undefined, args.strict)).body;
+  const strictRooms = (await rest('/api/rooms', undefined, args.strict)).body;
+  check(strictInfo.maxTextChars < 50 && strictRooms.length === 1,
+    `--strict-server must be fresh, with --max-text-chars under 50: ${JSON.stringify({ strictInfo, strictRooms })}`);
+  const roomId = await roomIdOf(b);
+  const name = (await rest(`/api/rooms/${roomId}`)).body.name;
+  const twin = await rest('/api/rooms', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }),
+  }, args.strict);
+  same([twin.status, twin.body.id], [201, roomId], `#${name} created on the strict server (status, id)`);
+  const texts = [
+    'This sentence has more than fifty characters, so the strict node refuses it.',
+    'This one is refused as well, and then discarded by bob.',
+  ];
+  await recordStatus(b);
+  proxy.switchTo(args.strict);
+  await reconnected(b);
+  for (const text of texts) {
+    const item = await sendPending(b, text);
+    await b.locator('#pending-list [data-testid="pending"][data-state="failed"]')
+      .filter({ has: b.getByText(text, { exact: true }) }).waitFor({ timeout: 10_000 });
+    same(await entryState(item), { state: 'failed', status: 'Not sent' }, `"${text}" after the ERROR`);
+    same(await item.locator('[data-testid="pending-reason"]').textContent(),
+      `text too long: ${[...text].length} characters, at most ${strictInfo.maxTextChars} are allowed`,
+      'the reason shown: the server\'s message');
+    check(await item.locator('[data-testid="retry"]').isVisible(), 'no Retry button on the message not sent');
+    check(await item.locator('[data-testid="discard"]').isVisible(), 'no Discard button on the message not sent');
+  }
+  await waitStatus(b, 'connected'); // the server closed the connection after each ERROR
+  await sleep(500);
+  for (const text of texts) same(sendsOf('bob', text), 1, `SEND frames with "${text}" (never resent by itself)`);
+  await b.screenshot({ path: shotPath('-not-sent') });
+  await b.setViewportSize(PHONE);
+  await b.waitForFunction(() => document.querySelector('#sidebar').getBoundingClientRect().right <= 0);
+  await b.locator('#messages').evaluate((n) => { n.scrollTop = n.scrollHeight; });
+  await b.screenshot({ path: shotPath('-not-sent-phone') });
+  await b.setViewportSize(DESKTOP);
+
+  await recordStatus(b);
+  proxy.switchTo(args.base);
+  await reconnected(b);
+  await pendingItem(b, texts[0]).locator('[data-testid="retry"]').click();
+  await waitForText(b, texts[0], 10_000);
+  await waitForText(a, texts[0], 5000);
+  await pendingItem(b, texts[0]).waitFor({ state: 'detached', timeout: 2000 });
+  await pendingItem(b, texts[1]).locator('[data-testid="discard"]').click();
+  await pendingItem(b, texts[1]).waitFor({ state: 'detached', timeout: 2000 });
+  same(sendsOf('bob', texts[0]), 2, 'SEND frames with the retried text (the refused one and the retry)');
+  same(sendsOf('bob', texts[1]), 1, 'SEND frames with the discarded text');
+  for (const [who, page] of [['alice', a], ['bob', b]]) {
+    same(await countOn(page, texts[0]), 1, `copies of the retried message on ${who}'s page`);
+    same(await countOn(page, texts[1]), 0, `copies of the discarded message on ${who}'s page`);
+  }
+  await historyOnce(roomId, texts[0]);
+  same(await historyCount(roomId, texts[1]), 0, 'copies of the discarded message in the REST history');
+  same(await historyCount(roomId, texts[0], args.strict), 0, 'messages the strict server stored');
+}
+
+/** Offline, the outbox takes up to 50 messages (the 51st is refused on the page); they go out in order. */
+async function checkOfflineQueue(a, b, proxy) {
+  await recordStatus(b);
+  proxy.drop();
+  await waitStatus(b, 'reconnecting', 5000);
+  const texts = Array.from({ length: 50 }, (_, i) => `Queued offline ${i + 1} of 50`);
+  for (const text of texts) {
+    await b.fill('#composer textarea', text);
+    await b.press('#composer textarea', 'Enter');
+  }
+  same(await b.locator('#pending-list [data-testid="pending"][data-state="queued"]').count(), 50,
+    'messages waiting in bob\'s outbox while offline');
+  await b.fill('#composer textarea', 'One too many.');
+  await b.press('#composer textarea', 'Enter');
+  await b.locator('#composer-error', { hasText: '50 of your messages are still waiting' }).waitFor();
+  same(await b.inputValue('#composer textarea'), 'One too many.', 'the refused text stays in the composer');
+  await b.fill('#composer textarea', '');
+  same(texts.map((t) => sendsOf('bob', t)), texts.map(() => 0), 'SEND frames of the queued texts while offline');
+  proxy.restore();
+  await reconnected(b);
+  await waitForText(a, texts[49], 10_000);
+  await waitForText(b, texts[49], 5000);
+  await b.locator('#pending-list [data-testid="pending"]').first().waitFor({ state: 'detached', timeout: 5000 });
+  for (const [who, page] of [['alice', a], ['bob', b]]) {
+    const list = (await shown(page)).filter((m) => texts.includes(m.text));
+    same(list.map((m) => m.text), texts, `the queued messages on ${who}'s page (once each, in the order typed)`);
+  }
+  same(texts.map((t) => sendsOf('bob', t)), texts.map(() => 1), 'SEND frames of the queued texts');
+}
+
+// ===== the room list =====
+
+/** 300 rooms arrive live; a reconnect asks only for the rooms after the newest the page knows. */
+async function checkManyRooms(a, b, proxy) {
+  const queries = []; // GET /api/rooms by bob's page from now on
+  b.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname === '/api/rooms' && request.method() === 'GET') queries.push(url.search);
+  });
+  const prefix = `bulk-${Date.now().toString(36)}`;
+  for (let i = 1; i <= 300; i += 1) {
+    const created = await createRoomRest(`${prefix}-${String(i).padStart(3, '0')}`);
+    same(created.status, 201, `POST /api/rooms ${prefix}-${i}`);
+  }
+  const all = await allRooms();
+  for (const [who, page] of [['alice', a], ['bob', b]]) {
+    await page.waitForFunction((n) => document.querySelectorAll('#room-list [data-testid="room-item"]').length >= n,
+      all.length, { timeout: 10_000 });
+    const listed = await page.$$eval('#room-list [data-testid="room-item"]', (nodes) => nodes.map((n) => ({
+      id: n.dataset.roomId, name: n.querySelector('.room-name').textContent,
+    })));
+    same(listed, all.map(({ id, name }) => ({ id, name })), `the room list on ${who}'s page (ids ascending)`);
+    same(await page.textContent('#room-count'), String(all.length), `the room count on ${who}'s page`);
+  }
+  same(queries, [], 'GET /api/rooms by bob\'s page while rooms arrived live');
+  const newest = all[all.length - 1].id;
+  await recordStatus(b);
+  proxy.drop();
+  await waitStatus(b, 'reconnecting', 5000);
+  const offline = await createRoomRest(`${prefix}-created-while-bob-was-offline`);
+  same(offline.status, 201, 'POST /api/rooms while bob is offline');
+  proxy.restore();
+  await waitStatus(b, 'connected', 10_000);
+  await roomButton(b, offline.body.name).waitFor({ timeout: 5000 });
+  check(queries.length > 0 && queries.every((q) => q === `?limit=1000&after=${newest}`),
+    `bob's page asked ${JSON.stringify(queries)} after the reconnect; expected only ?limit=1000&after=${newest}`);
+  const last = await b.$$eval('#room-list [data-testid="room-item"]', (nodes) => nodes.map((n) => n.dataset.roomId).at(-1));
+  same(last, offline.body.id, 'the last room in bob\'s list');
 }
 
 /** Sends texts to a room fast, from a second STOMP client in the page (the vendored stompjs), and waits for a receipt. */

@@ -1,13 +1,15 @@
 //! Test support for the chat-server binary: the process under test
 //! ([`server`]), STOMP clients over TCP and WebSocket ([`stomp`]), REST
-//! helpers ([`rest`]), the chat's JSON shapes ([`chat`]) and the shared
-//! services of the multi-node tests ([`services`]).
+//! helpers ([`rest`]), the chat's JSON shapes ([`chat`]), the shared
+//! services of the multi-node tests ([`services`]) and a TCP proxy that
+//! can cut a service off ([`proxy`]).
 //!
 //! Each test file includes it with `mod support;`; what a file does not use
 //! is dead code there, hence the `allow`.
 #![allow(dead_code, unused_imports, unreachable_pub, clippy::missing_panics_doc)]
 
 pub mod chat;
+pub mod proxy;
 pub mod rest;
 pub mod server;
 pub mod services;

@@ -1,7 +1,7 @@
 //! REST helpers: requests to one server and their replies, with the JSON
 //! error shape of the contract.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -82,6 +82,19 @@ impl Rest {
         Self { client, base: format!("http://{addr}"), token }
     }
 
+    /// A client of the server at `addr` whose connections come from the
+    /// local address `local` (e.g. `127.0.0.2`: on Linux every 127.x.y.z
+    /// reaches the loopback), for limits counted per address.
+    pub fn from_address(addr: SocketAddr, local: IpAddr, token: Option<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(WAIT)
+            .local_address(local)
+            .build()
+            .expect("build the HTTP client");
+        Self { client, base: format!("http://{addr}"), token }
+    }
+
     /// The same server, with `token` (or none).
     pub fn with_token(&self, token: Option<&str>) -> Self {
         Self { token: token.map(str::to_owned), ..self.clone() }
@@ -126,6 +139,16 @@ impl Rest {
             .header("content-type", "application/json")
             .body(body.to_owned());
         self.run(request, format!("POST {path} {body:.120}")).await
+    }
+
+    /// `METHOD path` (any method, e.g. `PUT`), with `body` if given.
+    pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.client.request(verb, self.url(path));
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        self.run(request, format!("{method} {path}")).await
     }
 
     /// `POST path` with a JSON body.

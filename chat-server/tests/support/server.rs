@@ -31,14 +31,18 @@ pub struct Node {
 }
 
 impl Node {
-    /// Ephemeral HTTP and STOMP ports on 127.0.0.1 and a fresh data
-    /// directory.
+    /// Ephemeral HTTP and STOMP ports on 127.0.0.1, a fresh data
+    /// directory, and no limit on making rooms per minute
+    /// (`CHAT_MAX_ROOM_RATE=0`: every client of a test comes from
+    /// 127.0.0.1, which would count as one; a test of the limit sets
+    /// `--max-room-rate`, which wins over the variable).
     pub fn new() -> Self {
         let node = Self::bare();
         let data = node.dir().join("data");
         node.flag("--http", "127.0.0.1:0")
             .flag("--stomp", "127.0.0.1:0")
             .flag("--data-dir", data.to_str().expect("UTF-8 temp dir"))
+            .env("CHAT_MAX_ROOM_RATE", "0")
     }
 
     /// No arguments at all: the working directory is a fresh directory, so
