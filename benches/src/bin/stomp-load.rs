@@ -100,8 +100,10 @@ mod tests {
     }
 
     /// Short runs of every scenario, over both transports, against the
-    /// broker of this workspace: each must finish and find nothing lost,
-    /// duplicated or refused.
+    /// broker of this workspace (`fanout` and `queue` also at a fixed
+    /// rate): each must finish and find nothing lost, duplicated or
+    /// refused, and report its latencies from the schedule and from the
+    /// send.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_scenario_runs_clean_against_the_broker() {
         let broker = Broker::builder().build();
@@ -115,10 +117,12 @@ mod tests {
         tokio::spawn(async move { serving.serve_ws(ws, "/stomp").await });
 
         let short = ["--duration", "0.5", "--warmup", "0.2", "--drain-timeout", "10"];
-        let scenarios: [&[&str]; 4] = [
+        let scenarios: [&[&str]; 6] = [
             &["fanout", "--subscribers", "5", "--publishers", "2", "--window", "40"],
+            &["fanout", "--subscribers", "3", "--publishers", "2", "--rate", "400"],
             &["rooms", "--rooms", "3", "--members", "3", "--rate-per-member", "20"],
             &["queue", "--producers", "2", "--consumers", "2", "--prefetch", "10"],
+            &["queue", "--producers", "2", "--consumers", "2", "--rate", "400"],
             &["connections", "--connections", "30"],
         ];
         for (transport, target) in [("tcp", &tcp_addr), ("ws", &ws_addr)] {
@@ -135,9 +139,32 @@ mod tests {
                     "{argv:?}: {}",
                     report.json()
                 );
+                if scenario[0] != "connections" {
+                    check_latencies(&report, &argv);
+                }
             }
         }
         assert_eq!(broker.stats().errors_sent, 0, "no scenario was refused anything");
         broker.shutdown().await;
+    }
+
+    /// Checks the latency figures of a clean run: from the schedule, never
+    /// below those from the send; nothing undelivered; at a fixed rate,
+    /// the target reached.
+    fn check_latencies(report: &Report, argv: &[&str]) {
+        let float = |key: &str| match report.get(key) {
+            Some(Value::Float(x, _)) => *x,
+            other => panic!("{argv:?}: {key} is {other:?} in {}", report.json()),
+        };
+        let recorded = matches!(report.get("latency_count"), Some(Value::Int(n)) if *n > 0);
+        assert!(recorded, "{argv:?}: {}", report.json());
+        assert!(matches!(report.get("undelivered"), Some(Value::Int(0))), "{argv:?}");
+        assert_eq!(float("latency_p99_with_undelivered_us"), float("latency_p99_us"));
+        assert!(float("latency_max_us") >= float("latency_from_send_max_us"), "{argv:?}");
+        let rated = argv.contains(&"--rate") || argv.contains(&"rooms");
+        assert_eq!(report.get("published_of_target_pct").is_some(), rated, "{argv:?}");
+        if rated {
+            assert!(float("published_of_target_pct") >= 99.0, "{argv:?}: {}", report.json());
+        }
     }
 }

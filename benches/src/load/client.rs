@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use stomp_codec::{Command, Frame, Item, StompCodec, Version, encode_frame};
+use tokio::sync::watch;
 
 use super::transport::{self, Reader, Target, Writer};
 use super::{Error, Result};
@@ -57,6 +58,32 @@ impl FrameReader {
                 Some(Item::Frame(frame)) => return Ok(Some(frame)),
                 Some(Item::Heartbeat) => continue,
                 None => return Ok(None),
+            }
+        }
+    }
+
+    /// Hands every `MESSAGE` to `on_message` until `stop` changes, and
+    /// counts other frames in `unexpected`. An `ERROR` frame or the end of
+    /// the connection is an error.
+    pub(crate) async fn read_messages(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        unexpected: &mut u64,
+        mut on_message: impl FnMut(&Frame),
+    ) -> Result<()> {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                frame = self.next_frame() => frame?,
+                _ = stop.changed() => return Ok(()),
+            };
+            match frame {
+                Some(frame) if frame.command() == Command::Message => on_message(&frame),
+                Some(frame) if frame.command() == Command::Error => {
+                    return Err(error_frame(&frame));
+                }
+                Some(_) => *unexpected += 1,
+                None => return Err(Error::new("the broker closed the connection")),
             }
         }
     }

@@ -257,7 +257,7 @@ async fn probe(common: &Common, args: &ConnectionsArgs, shared: &Shared, open: u
         let source = common.source(args.connections);
         let mut session =
             Session::connect(common.target(), &common.login(), source, READ_CHUNK).await?;
-        let stamp = Stamp { publisher: 0, seq: 0, sent_ns: shared.clock.now_ns() };
+        let stamp = Stamp::now(0, 0, shared.clock.now_ns());
         let send = Frame::new(Command::Send)
             .with_header("destination", args.topic.clone())
             .with_header("receipt", "probe")
@@ -349,8 +349,7 @@ impl Idle {
                 Ok(Some(frame)) if frame.command() == Command::Message => {
                     let now = self.shared.clock.now_ns();
                     if let Some(stamp) = Stamp::read(frame.body()) {
-                        let latency = now.saturating_sub(stamp.sent_ns);
-                        self.shared.latencies.record(idx, &[latency]);
+                        self.shared.latencies.record(idx, [stamp.since_sent(now)]);
                     }
                     self.shared.received.fetch_add(1, Ordering::Relaxed);
                     session.reader.release_buffer();

@@ -5,9 +5,11 @@
 //!    time), each with one `SUBSCRIBE` whose receipt is awaited, so every
 //!    subscription is live before anything is published. Then P publisher
 //!    connections open.
-//! 2. **Publishing**, for `--warmup` then `--duration` seconds. Each body
-//!    carries a [`Stamp`]. Either at `--rate` messages/s in total, or as
-//!    fast as two bounds allow:
+//! 2. **Publishing**, for `--warmup` then `--duration` seconds (see
+//!    [`publisher`](super::publisher)). Each body carries a
+//!    [`Stamp`](super::body::Stamp). Either at `--rate` messages/s in
+//!    total on a fixed schedule (open loop), or as fast as two bounds
+//!    allow:
 //!    - **receipt window**: every `--receipt-every`-th `SEND` asks for a
 //!      receipt, and a publisher keeps at most `--window` messages not yet
 //!      covered by one (this bounds what waits in the broker's input);
@@ -19,28 +21,31 @@
 //! 3. **Drain**: once publishing stops, subscribers get up to
 //!    `--drain-timeout` seconds to receive everything sent.
 //!
-//! Subscribers check each publisher's sequence: a number above the next
-//! one expected counts the skipped ones as lost, one below counts as a
-//! duplicate, and whatever was never received by the end is lost too.
-//! Latency is receive time minus the stamp's send time, for messages sent
-//! after the warm-up. Rates count what was sent (published/s) and received
-//! by all subscribers together (deliveries/s) in the measured period.
+//! Each subscriber records, per publisher, the sequence numbers seen
+//! ([`SeqSet`]), in any order: one seen before is a duplicate, one sent and
+//! never seen by the end is lost; a late one fills its gap. Latency is
+//! receive time minus the stamp's due time (and, apart, minus its write
+//! time), at the first arrival of messages due in the measured period.
+//! Rates count what was sent (published/s) and received by all subscribers
+//! together (deliveries/s) in the measured period.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use stomp_codec::{Command, Frame};
+use stomp_codec::Frame;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::body::{STAMP_LEN, Stamp};
-use super::client::{Session, error_frame};
-use super::publisher::{self, Pacing, Plan, Progress, PubStats};
+use super::body::STAMP_LEN;
+use super::client::Session;
+use super::publisher::{Pacing, Progress, PubStats};
 use super::report::Report;
-use super::stats::{Batch, Latencies, Summary};
-use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
+use super::scenario::{self, Course, Deliveries, Publishing, Received, Roles, Verdict};
+use super::seq::SeqSet;
+use super::stats::{Batch, LatencyFigures, MessageLatencies, Undelivered};
+use super::{Clock, Common, Error, Period, Result, Timing};
 
 /// Options of the `fanout` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +56,7 @@ pub(crate) struct FanoutArgs {
     /// Publisher connections.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
-    /// Body size in octets (at least 16).
+    /// Body size in octets (at least 24, the stamp).
     #[arg(long, default_value_t = 100)]
     body: usize,
     #[command(flatten)]
@@ -80,12 +85,12 @@ impl FanoutArgs {
             return fail("--subscribers and --publishers must be at least 1");
         }
         if self.body < STAMP_LEN {
-            return fail("--body must be at least 16 octets (the stamp)");
+            return fail("--body must be at least 24 octets (the stamp)");
         }
         if u32::try_from(self.publishers).is_err() {
             return fail("too many publishers");
         }
-        self.pacing.validate()?;
+        self.pacing.validate(&self.timing, self.publishers)?;
         self.timing.validate()
     }
 }
@@ -93,8 +98,8 @@ impl FanoutArgs {
 /// One publisher's progress as its subscribers see it.
 #[derive(Debug)]
 struct Flow {
-    /// Per subscriber: the next sequence number it expects ([`GONE`] once
-    /// it has left).
+    /// Per subscriber: how many of the publisher's messages it has seen
+    /// ([`GONE`] once it has left).
     progress: Vec<AtomicU32>,
     /// Woken when a subscriber's progress crosses a multiple of the step.
     notify: Notify,
@@ -116,25 +121,11 @@ struct Shared {
     clock: Clock,
     /// One per publisher, shared with it.
     flows: Vec<Arc<Flow>>,
-    latencies: Latencies,
+    latencies: MessageLatencies,
     /// The measured period.
     period: Period,
     /// Subscribers wake publishers every this many messages.
     notify_step: u32,
-}
-
-/// What one subscriber saw.
-#[derive(Debug, Default)]
-struct SubStats {
-    received: u64,
-    received_in_window: u64,
-    gaps: u64,
-    duplicates: u64,
-    malformed: u64,
-    unexpected: u64,
-    /// Per publisher: the next sequence number expected.
-    next: Vec<u32>,
-    error: Option<String>,
 }
 
 /// Runs the scenario.
@@ -152,7 +143,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
                 })
             })
             .collect(),
-        latencies: Latencies::new(16),
+        latencies: MessageLatencies::new(16),
         period: Period::unknown(),
         notify_step: (args.pacing.max_lag / 4).max(1),
     });
@@ -161,6 +152,41 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     let setup = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let subscribers = open_subscribers(common, args, &shared, &stop_rx).await?;
+    let publishers = open_publishers(common, args).await?;
+    let setup_secs = setup.elapsed().as_secs_f64();
+
+    // 2. Publishing, and 3. the drain.
+    let publishing = Publishing {
+        common,
+        pacing: &args.pacing,
+        timing: &args.timing,
+        destination: Bytes::from(args.topic.clone()),
+        headers: Arc::new([]),
+        body: args.body,
+    };
+    let flows: Vec<Arc<dyn Progress>> =
+        shared.flows.iter().map(|f| f.clone() as Arc<dyn Progress>).collect();
+    let course = publishing
+        .run(clock, &shared.period, publishers, &flows, |pubs| caught_up(&shared, pubs))
+        .await;
+    let _ = stop_tx.send(true);
+    let sub_stats = scenario::join_all(subscribers, Received::failed).await;
+
+    let mut report = Report::new("fanout");
+    report.int("subscribers", "subscribers", args.subscribers as u64);
+    report.int("publishers", "publishers", args.publishers as u64);
+    report.int("body_bytes", "body (octets)", args.body as u64);
+    if let Some(addr) = args.publish_target {
+        report.text("publish_target", "publishers on", addr.to_string());
+    }
+    scenario::add_pacing(&mut report, &args.pacing, &args.timing, Roles::Fanout, setup_secs);
+    summarize(&mut report, args, &shared, &course, &sub_stats);
+    course.add_drain(&mut report, &args.timing);
+    Ok(report)
+}
+
+/// Opens the publishers' connections, one after the other.
+async fn open_publishers(common: &Common, args: &FanoutArgs) -> Result<Vec<Session>> {
     let mut publishers = Vec::with_capacity(args.publishers);
     let login = common.login();
     for p in 0..args.publishers {
@@ -175,148 +201,69 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             .map_err(|_| Error::new("timed out opening a publisher connection"))??;
         publishers.push(session);
     }
-    let setup_secs = setup.elapsed().as_secs_f64();
-
-    // 2. Publishing.
-    let start_ns = clock.now_ns() + secs_to_ns(0.05);
-    let (window_start, window_end) = args.timing.window(start_ns);
-    shared.period.set(window_start, window_end);
-    let plan = Plan {
-        destination: Bytes::from(args.topic.clone()),
-        headers: Arc::new([]),
-        body: args.body,
-        window: args.pacing.window,
-        receipt_every: args.pacing.receipt_every(),
-        max_lag: args.pacing.max_lag,
-        interval_ns: args.pacing.interval_ns(args.publishers),
-        start_ns,
-        window_start,
-        end_ns: window_end,
-    };
-    let flows: Vec<Arc<dyn Progress>> =
-        shared.flows.iter().map(|f| f.clone() as Arc<dyn Progress>).collect();
-    let (pub_stats, cpu_before, cpu_after) =
-        publisher::run_period(publishers, &flows, clock, &plan, common).await;
-    let totals: Vec<u32> = pub_stats.iter().map(|s| s.sent).collect();
-
-    // 3. Drain.
-    let (drained, drain_secs) =
-        wait_until(args.timing.drain_timeout, || caught_up(&shared, &totals)).await;
-    let _ = stop_tx.send(true);
-    let mut sub_stats = Vec::with_capacity(subscribers.len());
-    for handle in subscribers {
-        sub_stats.push(handle.await.unwrap_or_else(|e| SubStats {
-            error: Some(format!("subscriber task failed: {e}")),
-            ..SubStats::default()
-        }));
-    }
-
-    let mut report = Report::new("fanout");
-    report.int("subscribers", "subscribers", args.subscribers as u64);
-    report.int("publishers", "publishers", args.publishers as u64);
-    report.int("body_bytes", "body (octets)", args.body as u64);
-    if let Some(addr) = args.publish_target {
-        report.text("publish_target", "publishers on", addr.to_string());
-    }
-    match args.pacing.rate {
-        Some(rate) => {
-            report.text("mode", "mode", "rate");
-            report.float("target_rate_per_s", "target rate", rate, 1, "msg/s");
-        }
-        None => report.text("mode", "mode", "max"),
-    }
-    report.int("window", "receipt window (msgs)", u64::from(args.pacing.window));
-    report.int("receipt_every", "receipt every (msgs)", u64::from(args.pacing.receipt_every()));
-    report.int("max_lag", "max delivery lag (msgs)", u64::from(args.pacing.max_lag));
-    report.float("warmup_s", "warm-up", args.timing.warmup, 1, "s");
-    report.float("duration_s", "measured", args.timing.duration, 1, "s");
-    report.float("setup_s", "set-up (all subscribed)", setup_secs, 2, "s");
-    summarize(&mut report, args, &shared, &pub_stats, &sub_stats, &totals);
-    report.bool("drained", "drained in time", drained);
-    report.float("drain_s", "drain", drain_secs, 2, "s");
-    CpuTimes::report(cpu_before, cpu_after, args.timing.duration, &mut report);
-    Ok(report)
+    Ok(publishers)
 }
 
-/// Whether every live subscriber received everything sent.
-fn caught_up(shared: &Shared, totals: &[u32]) -> bool {
-    shared.flows.iter().zip(totals).all(|(flow, &total)| {
+/// Whether every live subscriber has seen everything sent.
+fn caught_up(shared: &Shared, publishers: &[PubStats]) -> bool {
+    shared.flows.iter().zip(publishers).all(|(flow, publisher)| {
         flow.progress.iter().all(|p| {
             let p = p.load(Ordering::Relaxed);
-            p == GONE || p >= total
+            p == GONE || p >= publisher.sent
         })
     })
 }
 
-/// Adds the counts, rates and latencies.
+/// Adds the counts, rates, latencies and the verdict.
 fn summarize(
     report: &mut Report,
     args: &FanoutArgs,
     shared: &Shared,
-    publishers: &[PubStats],
-    subscribers: &[SubStats],
-    totals: &[u32],
+    course: &Course,
+    subscribers: &[Received],
 ) {
-    let published: u64 = totals.iter().map(|&t| u64::from(t)).sum();
-    let published_in_window: u64 = publishers.iter().map(|p| p.sent_in_window).sum();
-    let expected = published * subscribers.len() as u64;
-    let received: u64 = subscribers.iter().map(|s| s.received).sum();
-    let in_window: u64 = subscribers.iter().map(|s| s.received_in_window).sum();
-    let gaps: u64 = subscribers.iter().map(|s| s.gaps).sum();
-    let never: u64 = subscribers
-        .iter()
-        .flat_map(|s| s.next.iter().zip(totals))
-        .map(|(&next, &total)| u64::from(total.saturating_sub(next)))
-        .sum();
-    let lost = gaps + never;
-    let duplicates: u64 = subscribers.iter().map(|s| s.duplicates).sum();
-    let malformed: u64 = subscribers.iter().map(|s| s.malformed + s.unexpected).sum();
-    let gone = subscribers.iter().filter(|s| s.error.is_some()).count() as u64;
-    let pub_errors = publishers.iter().filter(|p| p.error.is_some()).count() as u64;
-    let measured = args.timing.duration;
-
+    let publishers = &course.publishers;
+    let (mut lost, mut undelivered) = (0, Undelivered::new());
+    // A subscriber whose task failed saw nothing.
+    let nothing = SeqSet::default();
+    for subscriber in subscribers {
+        for (p, publisher) in publishers.iter().enumerate() {
+            let seen = subscriber.seen.get(p).unwrap_or(&nothing);
+            let sent = u64::from(publisher.sent);
+            lost += seen.missing(sent);
+            undelivered.add(seen, &publisher.times, sent, &shared.period, course.deadline_ns);
+        }
+    }
+    let sum = |f: fn(&Received) -> u64| subscribers.iter().map(f).sum::<u64>();
     let deliveries = Deliveries {
-        published,
-        published_in_window,
-        expected,
-        received,
-        received_in_window: in_window,
+        published: course.published(),
+        published_in_window: course.published_in_window(),
+        expected: course.published() * subscribers.len() as u64,
+        received: sum(|s| s.received),
+        received_in_window: sum(|s| s.received_in_window),
         lost,
-        duplicates,
-        malformed,
+        duplicates: sum(|s| s.duplicates),
+        malformed: sum(|s| s.malformed + s.unexpected),
     };
-    deliveries.add_to(report, measured);
-    Summary::of(&shared.latencies.merged()).add_to(report);
-    let waited = |f: fn(&PubStats) -> Duration| {
-        publishers.iter().map(|p| f(p).as_secs_f64()).sum::<f64>() / publishers.len() as f64
-    };
-    report.float(
-        "waited_receipt_s",
-        "publisher wait: receipts",
-        waited(|p| p.waited_receipt),
-        2,
-        "s",
-    );
-    report.float(
-        "waited_lag_s",
-        "publisher wait: slowest subscriber",
-        waited(|p| p.waited_lag),
-        2,
-        "s",
-    );
+    let mut verdict = Verdict::default();
+    deliveries.add_to(report, args.timing.duration, &mut verdict);
+    LatencyFigures::of(&shared.latencies, &undelivered).add_to(report);
+    if let Some(rate) = args.pacing.rate {
+        let published = course.on_schedule();
+        scenario::check_rate(report, &mut verdict, rate, args.timing.duration, published);
+    }
+    course.add_waits(report, Roles::Fanout);
+    let gone = subscribers.iter().filter(|s| s.error.is_some()).count() as u64;
     report.int("subscribers_gone", "subscribers disconnected", gone);
-    report.int("publisher_errors", "publisher errors", pub_errors);
-    let first_error = publishers
-        .iter()
-        .filter_map(|p| p.error.as_deref())
-        .chain(subscribers.iter().filter_map(|s| s.error.as_deref()))
-        .next();
+    report.int("publisher_errors", "publisher errors", course.errors());
+    verdict.count(gone, "subscribers disconnected");
+    verdict.count(course.errors(), "publisher errors");
+    let first_error =
+        course.first_error().or_else(|| subscribers.iter().find_map(|s| s.error.as_deref()));
     if let Some(error) = first_error {
         report.text("first_error", "first error", error);
     }
-    report.bool("ok", "ok (no loss, duplicate or error)", {
-        lost == 0 && duplicates == 0 && malformed == 0 && gone == 0 && pub_errors == 0
-    });
+    verdict.add_to(report, "ok (no loss, duplicate or error)");
 }
 
 /// Opens the subscribers, each subscribed (receipt awaited), and starts
@@ -326,7 +273,7 @@ async fn open_subscribers(
     args: &FanoutArgs,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<SubStats>>> {
+) -> Result<Vec<JoinHandle<Received>>> {
     let topic: Arc<str> = args.topic.as_str().into();
     let sessions = common
         .open_sessions(args.subscribers, "subscribers", |idx, login| {
@@ -351,37 +298,20 @@ async fn subscribe(
     mut session: Session,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) -> SubStats {
-    let publishers = shared.flows.len();
-    let mut stats = SubStats { next: vec![0; publishers], ..SubStats::default() };
+) -> Received {
+    let mut stats = Received::new(shared.flows.len());
     let mut latencies = Batch::new(idx);
-    loop {
-        let frame = tokio::select! {
-            biased;
-            frame = session.reader.next_frame() => frame,
-            _ = stop.changed() => break,
-        };
-        match frame {
-            Ok(Some(frame)) if frame.command() == Command::Message => {
-                receive(&frame, idx, &shared, &mut stats, &mut latencies);
-            }
-            Ok(Some(frame)) if frame.command() == Command::Error => {
-                stats.error = Some(format!("subscriber {idx}: {}", error_frame(&frame)));
-                break;
-            }
-            Ok(Some(_)) => stats.unexpected += 1,
-            Ok(None) => {
-                stats.error = Some(format!("subscriber {idx}: the broker closed the connection"));
-                break;
-            }
-            Err(error) => {
-                stats.error = Some(format!("subscriber {idx}: {error}"));
-                break;
-            }
-        }
-    }
+    let mut unexpected = 0;
+    let result = session
+        .reader
+        .read_messages(&mut stop, &mut unexpected, |frame| {
+            receive(frame, idx, &shared, &mut stats, &mut latencies);
+        })
+        .await;
+    stats.unexpected = unexpected;
     latencies.flush(&shared.latencies);
-    if stats.error.is_some() {
+    if let Err(error) = result {
+        stats.error = Some(format!("subscriber {idx}: {error}"));
         leave(&shared, idx);
     }
     stats
@@ -395,77 +325,73 @@ fn leave(shared: &Shared, idx: usize) {
     }
 }
 
-/// Accounts for one `MESSAGE`.
+/// Accounts for one `MESSAGE`, and tells its publisher how far this
+/// subscriber has got.
 fn receive(
     frame: &Frame,
     idx: usize,
     shared: &Shared,
-    stats: &mut SubStats,
+    stats: &mut Received,
     latencies: &mut Batch,
 ) {
     let now = shared.clock.now_ns();
-    let Some(stamp) = Stamp::read(frame.body()) else {
-        stats.malformed += 1;
-        return;
-    };
-    let Some(publisher) = usize::try_from(stamp.publisher).ok().filter(|&p| p < stats.next.len())
-    else {
-        stats.malformed += 1;
-        return;
-    };
-    stats.received += 1;
-    if shared.period.contains(now) {
-        stats.received_in_window += 1;
-    }
-    if shared.period.contains(stamp.sent_ns) {
-        latencies.push(now.saturating_sub(stamp.sent_ns), &shared.latencies);
-    }
-    let next = &mut stats.next[publisher];
-    if stamp.seq < *next {
-        stats.duplicates += 1;
-        return;
-    }
-    stats.gaps += u64::from(stamp.seq - *next);
-    *next = stamp.seq + 1;
-    let flow = &shared.flows[publisher];
-    flow.progress[idx].store(*next, Ordering::Relaxed);
-    if next.is_multiple_of(shared.notify_step) {
+    let publisher = |id| usize::try_from(id).ok();
+    let into = (latencies, &shared.latencies);
+    let Some(p) = stats.take(frame, now, &shared.period, publisher, into) else { return };
+    // At most u32::MAX distinct sequence numbers.
+    let count = u32::try_from(stats.seen[p].len()).unwrap_or(GONE - 1);
+    let flow = &shared.flows[p];
+    flow.progress[idx].store(count, Ordering::Relaxed);
+    if count.is_multiple_of(shared.notify_step) {
         flow.notify.notify_one();
     }
 }
 
-/// What a topic scenario delivered: the figures `fanout` and `rooms`
-/// report alike.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deliveries {
-    /// Messages published, all of the run.
-    pub(crate) published: u64,
-    /// Messages published in the measured period.
-    pub(crate) published_in_window: u64,
-    /// Deliveries that should have arrived, all of the run.
-    pub(crate) expected: u64,
-    /// Deliveries that arrived, all of the run.
-    pub(crate) received: u64,
-    /// Deliveries that arrived in the measured period.
-    pub(crate) received_in_window: u64,
-    pub(crate) lost: u64,
-    pub(crate) duplicates: u64,
-    pub(crate) malformed: u64,
-}
+#[cfg(test)]
+mod tests {
+    use stomp_codec::Command;
 
-impl Deliveries {
-    /// Adds the counts and the rates over `measured` seconds.
-    #[expect(clippy::cast_precision_loss, reason = "message counts far below 2^53")]
-    pub(crate) fn add_to(&self, report: &mut Report, measured: f64) {
-        report.int("published", "published (all)", self.published);
-        let published_per_s = self.published_in_window as f64 / measured;
-        report.float("published_per_s", "published/s", published_per_s, 0, "msg/s");
-        let deliveries_per_s = self.received_in_window as f64 / measured;
-        report.float("deliveries_per_s", "deliveries/s", deliveries_per_s, 0, "msg/s");
-        report.int("expected_deliveries", "deliveries expected (all)", self.expected);
-        report.int("received", "deliveries received (all)", self.received);
-        report.int("lost", "lost", self.lost);
-        report.int("duplicates", "duplicates", self.duplicates);
-        report.int("malformed", "malformed or unexpected frames", self.malformed);
+    use super::super::body::Stamp;
+    use super::*;
+
+    fn shared(publishers: usize) -> Shared {
+        let period = Period::unknown();
+        period.set(0, u64::MAX);
+        Shared {
+            clock: Clock::new(),
+            flows: (0..publishers)
+                .map(|_| {
+                    Arc::new(Flow { progress: vec![AtomicU32::new(0)], notify: Notify::new() })
+                })
+                .collect(),
+            latencies: MessageLatencies::new(1),
+            period,
+            notify_step: 1,
+        }
+    }
+
+    fn message(publisher: u32, seq: u32) -> Frame {
+        let stamp = Stamp { publisher, seq, due_ns: 1, sent_ns: 1 };
+        Frame::new(Command::Message).with_body(stamp.body(STAMP_LEN, &mut Default::default()))
+    }
+
+    #[test]
+    fn a_reordered_message_is_neither_lost_nor_a_duplicate() {
+        let shared = shared(1);
+        let mut stats = Received::new(1);
+        let mut batch = Batch::new(0);
+        for seq in [0, 2, 1, 3] {
+            receive(&message(0, seq), 0, &shared, &mut stats, &mut batch);
+        }
+        assert_eq!((stats.received, stats.duplicates, stats.malformed), (4, 0, 0));
+        assert_eq!(stats.seen[0].missing(4), 0);
+        assert_eq!(shared.flows[0].progress[0].load(Ordering::Relaxed), 4);
+        // A real duplicate is one, and its latency is not recorded again.
+        receive(&message(0, 2), 0, &shared, &mut stats, &mut batch);
+        receive(&message(7, 0), 0, &shared, &mut stats, &mut batch);
+        batch.flush(&shared.latencies);
+        assert_eq!((stats.received, stats.duplicates, stats.malformed), (5, 1, 1));
+        assert_eq!(shared.latencies.due.merged().len(), 4, "first arrivals only");
+        assert_eq!(shared.latencies.sent.merged().len(), 4);
     }
 }

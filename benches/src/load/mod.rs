@@ -6,14 +6,20 @@
 //!   `--transport ws`; one arm of its enums each).
 //! - `client`: a STOMP session over a transport: `CONNECT`, `SUBSCRIBE`
 //!   with a receipt, frames in and out through our codec.
-//! - `body`: the 16-octet stamp at the front of every message body
-//!   (publisher, sequence number, send time).
-//! - `stats`: latency histograms and the sequence numbers seen (losses,
-//!   duplicates); `report`: the human table and the `RESULT {json}` line;
-//!   `procfs`: RSS, CPU time and file limits from `/proc`.
-//! - `publisher`: a publishing connection (rate or receipt window, and a
-//!   bound on how far it runs ahead of its consumers), shared by `fanout`
-//!   and `queue`.
+//! - `body`: the 24-octet stamp at the front of every message body
+//!   (publisher, sequence number, due time, write time).
+//! - `schedule`: when messages are due at a fixed rate, and when any
+//!   message of a publisher was due (for the age of an undelivered one).
+//! - `stats`: latency histograms (from the due time, from the write, and
+//!   with the undelivered messages at their age); `seq`: the sequence
+//!   numbers seen (losses, duplicates); `report`: the human table and the
+//!   `RESULT {json}` line; `procfs`: RSS, CPU time and file limits from
+//!   `/proc`.
+//! - `publisher`: a publishing connection (a fixed rate, or a receipt
+//!   window and a bound on how far it runs ahead of its consumers), shared
+//!   by `fanout` and `queue`; `scenario`: the rest they share (the period
+//!   and the drain, the pacing and delivery figures, the verdict), some of
+//!   it with `rooms`.
 //! - `fanout`, `connections`, `rooms`, `queue`: the scenarios. A new one
 //!   is a module here and a variant of `Scenario` in the binary.
 
@@ -27,6 +33,9 @@ pub(crate) mod publisher;
 pub(crate) mod queue;
 pub(crate) mod report;
 pub(crate) mod rooms;
+pub(crate) mod scenario;
+pub(crate) mod schedule;
+pub(crate) mod seq;
 pub(crate) mod stats;
 pub(crate) mod transport;
 
@@ -277,6 +286,26 @@ impl Period {
     pub(crate) fn contains(&self, ns: u64) -> bool {
         ns >= self.start.load(Ordering::Relaxed) && ns < self.end.load(Ordering::Relaxed)
     }
+
+    /// Whether a message due at `due` and written at `now` was published
+    /// on schedule in the period (see [`on_schedule`]).
+    pub(crate) fn on_schedule(&self, due: u64, now: u64) -> bool {
+        let (start, end) = (self.start.load(Ordering::Relaxed), self.end.load(Ordering::Relaxed));
+        on_schedule(due, now, start, end)
+    }
+}
+
+/// How long after the end of the measured period a message due in it may
+/// be written and still count as published on schedule: a late timer at
+/// the period's edge is no shortfall of the rate; a publisher further
+/// behind than this at the end is.
+pub(crate) const ON_SCHEDULE_NS: u64 = 100_000_000;
+
+/// Whether a message due at `due` and written at `now` counts toward the
+/// target rate of the period `start..end`: due in it, and written at most
+/// [`ON_SCHEDULE_NS`] after its end.
+pub(crate) fn on_schedule(due: u64, now: u64, start: u64, end: u64) -> bool {
+    due >= start && due < end && now < end.saturating_add(ON_SCHEDULE_NS)
 }
 
 /// CPU seconds used so far by this process, and by the broker when its

@@ -3,15 +3,17 @@
 //!
 //! 1. **Set-up.** C consumer connections open, each subscribing to the
 //!    queue with `ack:client-individual` and a prefetch (`--prefetch N`,
-//!    sent as `activemq.prefetchSize` for ActiveMQ and `prefetch-count` for
-//!    RabbitMQ; our broker applies its own `max_unacked` bound), receipt
-//!    awaited. Then P producer connections open.
+//!    sent as `prefetch-count`, RabbitMQ's name, which our broker honours
+//!    too (capped by its `max_unacked`), and as `activemq.prefetchSize` for
+//!    ActiveMQ: the same window on all three), receipt awaited. Then P
+//!    producer connections open.
 //! 2. **Producing**, for `--warmup` then `--duration` seconds, as `fanout`
-//!    publishes ([`publisher`]): at `--rate` messages/s
-//!    in total, or as fast as the receipt window and the consumer lag
-//!    bound allow (a producer runs at most `--max-lag` messages ahead of
-//!    what the consumers have taken of its messages). Every `SEND` carries
-//!    a `stomp-load-run` header unique to the run.
+//!    publishes ([`publisher`](super::publisher)): at `--rate` messages/s
+//!    in total on a fixed schedule (open loop), or as fast as the receipt
+//!    window and the consumer lag bound allow (a producer runs at most
+//!    `--max-lag` messages ahead of what the consumers have taken of its
+//!    messages). Every `SEND` carries a `stomp-load-run` header unique to
+//!    the run.
 //! 3. **Consuming**: each consumer `ACK`s every `MESSAGE` (`id` = its
 //!    `ack` header), the acknowledgements of one read written together.
 //! 4. **Drain**: once producing stops, consumers get up to
@@ -25,8 +27,8 @@
 //! one produced but never consumed is **lost**. Messages of an earlier
 //! run (another `stomp-load-run`, left in a broker's durable queue) are
 //! acknowledged and counted apart as **stale**. Latency is receive time
-//! minus the stamp's send time, for messages sent in the measured period,
-//! at their first consumption.
+//! minus the stamp's due time (and, apart, minus its write time), for
+//! messages due in the measured period, at their first consumption.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,10 +41,12 @@ use tokio::task::JoinHandle;
 
 use super::body::{STAMP_LEN, Stamp};
 use super::client::{Session, error_frame};
-use super::publisher::{self, Pacing, Plan, Progress, PubStats};
+use super::publisher::{Pacing, Progress};
 use super::report::Report;
-use super::stats::{Batch, Latencies, Mark, SeqSet, Summary};
-use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
+use super::scenario::{self, Course, Publishing, Roles, Verdict};
+use super::seq::{Mark, SeqSet};
+use super::stats::{Batch, LatencyFigures, MessageLatencies, Undelivered};
+use super::{Clock, Common, Error, Period, Result, Timing};
 
 /// Options of the `queue` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,11 +57,11 @@ pub(crate) struct QueueArgs {
     /// Consumer connections, one subscription each.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
-    /// Body size in octets (at least 16).
+    /// Body size in octets (at least 24, the stamp).
     #[arg(long, default_value_t = 100)]
     body: usize,
-    /// Unacknowledged messages a consumer may hold (`activemq.prefetchSize`
-    /// and `prefetch-count` on `SUBSCRIBE`).
+    /// Unacknowledged messages a consumer may hold (`prefetch-count` and
+    /// `activemq.prefetchSize` on `SUBSCRIBE`).
     #[arg(long, default_value_t = 100)]
     prefetch: u32,
     #[command(flatten)]
@@ -88,7 +92,7 @@ impl QueueArgs {
             return fail("too many producers");
         }
         if self.body < STAMP_LEN {
-            return fail("--body must be at least 16 octets (the stamp)");
+            return fail("--body must be at least 24 octets (the stamp)");
         }
         if self.prefetch == 0 {
             return fail("--prefetch must be at least 1");
@@ -96,7 +100,7 @@ impl QueueArgs {
         if !self.queue.starts_with('/') {
             return fail("--queue must be a destination such as /queue/bench");
         }
-        self.pacing.validate()?;
+        self.pacing.validate(&self.timing, self.producers)?;
         self.timing.validate()
     }
 }
@@ -125,7 +129,7 @@ impl Progress for Taken {
 #[derive(Debug)]
 struct Shared {
     clock: Clock,
-    latencies: Latencies,
+    latencies: MessageLatencies,
     period: Period,
     /// One per producer, shared with it.
     taken: Vec<Arc<Taken>>,
@@ -158,6 +162,13 @@ struct ConsumerStats {
     error: Option<String>,
 }
 
+impl ConsumerStats {
+    /// A consumer whose task failed.
+    fn failed(error: String) -> Self {
+        Self { error: Some(error), ..Self::default() }
+    }
+}
+
 /// Runs the scenario.
 pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
     args.validate()?;
@@ -165,7 +176,7 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
     let clock = Clock::new();
     let shared = Arc::new(Shared {
         clock,
-        latencies: Latencies::new(16),
+        latencies: MessageLatencies::new(16),
         period: Period::unknown(),
         taken: (0..args.producers).map(|_| Arc::default()).collect(),
         run: run_id(),
@@ -189,39 +200,24 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
         .await?;
     let setup_secs = setup.elapsed().as_secs_f64();
 
-    // 2. Producing.
-    let start_ns = clock.now_ns() + secs_to_ns(0.05);
-    let (window_start, window_end) = args.timing.window(start_ns);
-    shared.period.set(window_start, window_end);
-    let plan = Plan {
+    // 2. Producing, and 3. the drain.
+    let publishing = Publishing {
+        common,
+        pacing: &args.pacing,
+        timing: &args.timing,
         destination: Bytes::from(args.queue.clone()),
         headers: Arc::new([(RUN_HEADER, shared.run.clone())]),
         body: args.body,
-        window: args.pacing.window,
-        receipt_every: args.pacing.receipt_every(),
-        max_lag: args.pacing.max_lag,
-        interval_ns: args.pacing.interval_ns(args.producers),
-        start_ns,
-        window_start,
-        end_ns: window_end,
     };
     let taken: Vec<Arc<dyn Progress>> =
         shared.taken.iter().map(|t| t.clone() as Arc<dyn Progress>).collect();
-    let (pub_stats, cpu_before, cpu_after) =
-        publisher::run_period(producers, &taken, clock, &plan, common).await;
-    let produced: u64 = pub_stats.iter().map(|p| u64::from(p.sent)).sum();
-
-    // 3. Drain.
-    let (drained, drain_secs) =
-        wait_until(args.timing.drain_timeout, || shared.taken() >= produced).await;
+    let course = publishing
+        .run(clock, &shared.period, producers, &taken, |pubs| {
+            shared.taken() >= pubs.iter().map(|p| u64::from(p.sent)).sum()
+        })
+        .await;
     let _ = stop_tx.send(true);
-    let mut con_stats = Vec::with_capacity(consumers.len());
-    for handle in consumers {
-        con_stats.push(handle.await.unwrap_or_else(|e| ConsumerStats {
-            error: Some(format!("consumer task failed: {e}")),
-            ..ConsumerStats::default()
-        }));
-    }
+    let con_stats = scenario::join_all(consumers, ConsumerStats::failed).await;
 
     let mut report = Report::new("queue");
     report.text("queue", "queue", args.queue.clone());
@@ -229,22 +225,9 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
     report.int("consumers", "consumers", args.consumers as u64);
     report.int("body_bytes", "body (octets)", args.body as u64);
     report.int("prefetch", "prefetch", u64::from(args.prefetch));
-    match args.pacing.rate {
-        Some(rate) => {
-            report.text("mode", "mode", "rate");
-            report.float("target_rate_per_s", "target rate", rate, 1, "msg/s");
-        }
-        None => report.text("mode", "mode", "max"),
-    }
-    report.int("window", "receipt window (msgs)", u64::from(args.pacing.window));
-    report.int("max_lag", "max consumer lag (msgs)", u64::from(args.pacing.max_lag));
-    report.float("warmup_s", "warm-up", args.timing.warmup, 1, "s");
-    report.float("duration_s", "measured", args.timing.duration, 1, "s");
-    report.float("setup_s", "set-up (all subscribed)", setup_secs, 2, "s");
-    summarize(&mut report, args, &shared, &pub_stats, &con_stats);
-    report.bool("drained", "drained in time", drained);
-    report.float("drain_s", "drain", drain_secs, 2, "s");
-    CpuTimes::report(cpu_before, cpu_after, args.timing.duration, &mut report);
+    scenario::add_pacing(&mut report, &args.pacing, &args.timing, Roles::Queue, setup_secs);
+    summarize(&mut report, args, &shared, &course, &con_stats);
+    course.add_drain(&mut report, &args.timing);
     Ok(report)
 }
 
@@ -265,7 +248,7 @@ async fn open_consumers(common: &Common, args: &QueueArgs) -> Result<Vec<Session
             let (target, source) = (common.target(), common.source(idx));
             let queue = args.queue.clone();
             let extra =
-                [("activemq.prefetchSize", prefetch.clone()), ("prefetch-count", prefetch.clone())];
+                [("prefetch-count", prefetch.clone()), ("activemq.prefetchSize", prefetch.clone())];
             async move {
                 let mut session = Session::connect(target, &login, source, READ_CHUNK).await?;
                 session.subscribe_with("0", &queue, "client-individual", &extra).await?;
@@ -368,8 +351,8 @@ fn account(frame: &Frame, shared: &Shared, stats: &mut ConsumerStats, latencies:
             if shared.period.contains(now) {
                 stats.consumed_in_window += 1;
             }
-            if shared.period.contains(stamp.sent_ns) {
-                latencies.push(now.saturating_sub(stamp.sent_ns), &shared.latencies);
+            if shared.period.contains(stamp.due_ns) {
+                latencies.push(&stamp, now, &shared.latencies);
             }
         }
         Mark::Again if frame.header("redelivered") == Some(b"true") => stats.redelivered += 1,
@@ -397,78 +380,76 @@ async fn disconnect(session: &mut Session) -> bool {
     matches!(tokio::time::timeout(BYE_TIMEOUT, bye).await, Ok(Ok::<_, Error>(())))
 }
 
-/// Adds the counts, rates and latencies.
+/// Adds the counts, rates, latencies and the verdict.
 fn summarize(
     report: &mut Report,
     args: &QueueArgs,
     shared: &Shared,
-    producers: &[PubStats],
+    course: &Course,
     consumers: &[ConsumerStats],
 ) {
-    let produced: u64 = producers.iter().map(|p| u64::from(p.sent)).sum();
-    let produced_in_window: u64 = producers.iter().map(|p| p.sent_in_window).sum();
-    let consumed: u64 = consumers.iter().map(|c| c.consumed).sum();
-    let in_window: u64 = consumers.iter().map(|c| c.consumed_in_window).sum();
-    let lost: u64 = producers
-        .iter()
-        .zip(&shared.taken)
-        .map(|(p, taken)| {
-            let seen = taken.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            seen.missing(u64::from(p.sent))
-        })
-        .sum();
+    let (mut lost, mut undelivered) = (0, Undelivered::new());
+    for (producer, taken) in course.publishers.iter().zip(&shared.taken) {
+        let seen = taken.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sent = u64::from(producer.sent);
+        lost += seen.missing(sent);
+        undelivered.add(&seen, &producer.times, sent, &shared.period, course.deadline_ns);
+    }
     let sum = |f: fn(&ConsumerStats) -> u64| consumers.iter().map(f).sum::<u64>();
-    let duplicates = sum(|c| c.duplicates);
-    let malformed = sum(|c| c.malformed + c.unexpected);
-    let consumer_errors = consumers.iter().filter(|c| c.error.is_some()).count() as u64;
-    let producer_errors = producers.iter().filter(|p| p.error.is_some()).count() as u64;
     let measured = args.timing.duration;
-
-    report.int("produced", "produced (all)", produced);
-    report.float("produced_per_s", "produced/s", produced_in_window as f64 / measured, 0, "msg/s");
-    report.float("consumed_per_s", "consumed/s", in_window as f64 / measured, 0, "msg/s");
-    report.int("consumed", "consumed (all, distinct)", consumed);
-    let share = |f: fn(&[u64]) -> Option<&u64>| {
-        let mut each: Vec<u64> = consumers.iter().map(|c| c.consumed).collect();
-        each.sort_unstable();
-        f(&each).copied().unwrap_or(0)
-    };
-    report.int("consumed_min", "consumed by the least busy consumer", share(<[u64]>::first));
-    report.int("consumed_max", "consumed by the busiest consumer", share(<[u64]>::last));
+    let mut verdict = Verdict::default();
+    report.int("produced", "produced (all)", course.published());
+    let produced_per_s = course.published_in_window() as f64 / measured;
+    report.float("produced_per_s", "produced/s", produced_per_s, 0, "msg/s");
+    let consumed_per_s = sum(|c| c.consumed_in_window) as f64 / measured;
+    report.float("consumed_per_s", "consumed/s", consumed_per_s, 0, "msg/s");
+    report.int("consumed", "consumed (all, distinct)", sum(|c| c.consumed));
+    add_shares(report, consumers);
     report.int("lost", "lost", lost);
-    report.int("duplicates", "duplicates", duplicates);
+    report.int("duplicates", "duplicates", sum(|c| c.duplicates));
     report.int("redelivered", "redelivered (consumed again)", sum(|c| c.redelivered));
     report.int("stale", "stale (earlier runs)", sum(|c| c.stale));
-    report.int("malformed", "malformed or unexpected frames", malformed);
-    Summary::of(&shared.latencies.merged()).add_to(report);
-    let waited = |f: fn(&PubStats) -> Duration| {
-        producers.iter().map(|p| f(p).as_secs_f64()).sum::<f64>() / producers.len() as f64
-    };
-    report.float(
-        "waited_receipt_s",
-        "producer wait: receipts",
-        waited(|p| p.waited_receipt),
-        2,
-        "s",
-    );
-    report.float("waited_lag_s", "producer wait: consumers", waited(|p| p.waited_lag), 2, "s");
+    report.int("malformed", "malformed or unexpected frames", sum(|c| c.malformed + c.unexpected));
+    verdict.count(lost, "lost");
+    verdict.count(sum(|c| c.duplicates), "duplicates");
+    verdict.count(sum(|c| c.malformed + c.unexpected), "malformed or unexpected frames");
+    LatencyFigures::of(&shared.latencies, &undelivered).add_to(report);
+    if let Some(rate) = args.pacing.rate {
+        let produced = course.on_schedule();
+        scenario::check_rate(report, &mut verdict, rate, measured, produced);
+    }
+    course.add_waits(report, Roles::Queue);
+    add_errors(report, &mut verdict, course, consumers);
+    verdict.add_to(report, "ok (no loss, duplicate or error)");
+}
+
+/// Adds how many messages the least and the most busy consumer took.
+fn add_shares(report: &mut Report, consumers: &[ConsumerStats]) {
+    let mut each: Vec<u64> = consumers.iter().map(|c| c.consumed).collect();
+    each.sort_unstable();
+    let least = each.first().copied().unwrap_or(0);
+    let most = each.last().copied().unwrap_or(0);
+    report.int("consumed_min", "consumed by the least busy consumer", least);
+    report.int("consumed_max", "consumed by the busiest consumer", most);
+}
+
+/// Adds the errors of consumers and producers, and the first of them.
+fn add_errors(
+    report: &mut Report,
+    verdict: &mut Verdict,
+    course: &Course,
+    consumers: &[ConsumerStats],
+) {
+    let consumer_errors = consumers.iter().filter(|c| c.error.is_some()).count() as u64;
     report.int("consumer_errors", "consumer errors", consumer_errors);
     let unconfirmed = consumers.iter().filter(|c| c.unconfirmed_bye).count() as u64;
     report.int("unconfirmed_disconnects", "DISCONNECT without receipt or close", unconfirmed);
-    report.int("producer_errors", "producer errors", producer_errors);
-    let first_error = producers
-        .iter()
-        .filter_map(|p| p.error.as_deref())
-        .chain(consumers.iter().filter_map(|c| c.error.as_deref()))
-        .next();
+    report.int("producer_errors", "producer errors", course.errors());
+    verdict.count(consumer_errors, "consumer errors");
+    verdict.count(course.errors(), "producer errors");
+    let first_error =
+        course.first_error().or_else(|| consumers.iter().find_map(|c| c.error.as_deref()));
     if let Some(error) = first_error {
         report.text("first_error", "first error", error);
     }
-    report.bool("ok", "ok (no loss, duplicate or error)", {
-        lost == 0
-            && duplicates == 0
-            && malformed == 0
-            && consumer_errors == 0
-            && producer_errors == 0
-    });
 }

@@ -1,20 +1,28 @@
 //! Latency histograms (HdrHistogram, nanoseconds, 3 significant digits)
-//! and their summary; the sequence numbers seen of a publisher
-//! ([`SeqSet`]), for losses and duplicates.
+//! and their summary.
+//!
+//! A delivered message has two latencies ([`MessageLatencies`]): from the
+//! time it was due (the main figure) and from the time it was written (see
+//! [`Stamp`]). A message that had not arrived when the drain ended has an
+//! age instead ([`Undelivered`]); the percentiles "incl. undelivered" count
+//! it at that age, so that a run that did not drain does not report only
+//! the messages that made it.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
+use super::Period;
+use super::body::Stamp;
 use super::report::Report;
+use super::schedule::SendTimes;
+use super::seq::SeqSet;
 
 /// The largest latency recorded exactly: 60 s. Larger ones are clamped.
 const MAX_NS: u64 = 60_000_000_000;
 
 /// Latencies recorded by many tasks at once: a few histograms behind
-/// their own locks, each task recording into one of them in batches (see
-/// [`Batch`]), merged at the end.
+/// their own locks, merged at the end.
 #[derive(Debug)]
 pub(crate) struct Latencies {
     shards: Vec<Mutex<Histogram<u64>>>,
@@ -28,14 +36,11 @@ impl Latencies {
     }
 
     /// Records `values` (nanoseconds) into the shard chosen by `key`.
-    pub(crate) fn record(&self, key: usize, values: &[u64]) {
-        if values.is_empty() {
-            return;
-        }
+    pub(crate) fn record(&self, key: usize, values: impl IntoIterator<Item = u64>) {
         let shard = &self.shards[key % self.shards.len()];
         let mut histogram = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for &value in values {
-            histogram.saturating_record(value.clamp(1, MAX_NS));
+        for value in values {
+            record(&mut histogram, value);
         }
     }
 
@@ -56,37 +61,102 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
 }
 
-/// A task's latencies on their way to a shared [`Latencies`]: kept here
-/// and recorded together, so the lock is taken once per batch.
+fn record(histogram: &mut Histogram<u64>, ns: u64) {
+    histogram.saturating_record(ns.clamp(1, MAX_NS));
+}
+
+/// The latencies of the messages delivered in a run, each counted from
+/// when it was due and from when it was written.
+#[derive(Debug)]
+pub(crate) struct MessageLatencies {
+    /// From the due time: the main figure.
+    pub(crate) due: Latencies,
+    /// From the write.
+    pub(crate) sent: Latencies,
+}
+
+impl MessageLatencies {
+    /// Histograms for `shards` shards each.
+    pub(crate) fn new(shards: usize) -> Self {
+        Self { due: Latencies::new(shards), sent: Latencies::new(shards) }
+    }
+}
+
+/// A task's latencies on their way to a shared [`MessageLatencies`]: kept
+/// here and recorded together, so the locks are taken once per batch.
 #[derive(Debug)]
 pub(crate) struct Batch {
     key: usize,
-    values: Vec<u64>,
+    /// Per message: from the due time, from the write.
+    values: Vec<(u64, u64)>,
 }
 
 impl Batch {
     const SIZE: usize = 256;
 
-    /// A batch for the shard chosen by `key`.
+    /// A batch for the shards chosen by `key`.
     pub(crate) fn new(key: usize) -> Self {
         Self { key, values: Vec::new() }
     }
 
-    /// Adds a latency in nanoseconds; records the batch when full.
-    pub(crate) fn push(&mut self, ns: u64, into: &Latencies) {
+    /// Adds the latencies of the message stamped `stamp`, received at
+    /// `now`; records the batch when full.
+    pub(crate) fn push(&mut self, stamp: &Stamp, now: u64, into: &MessageLatencies) {
         if self.values.capacity() == 0 {
             self.values.reserve_exact(Self::SIZE);
         }
-        self.values.push(ns);
+        self.values.push((stamp.since_due(now), stamp.since_sent(now)));
         if self.values.len() == Self::SIZE {
             self.flush(into);
         }
     }
 
     /// Records what the batch holds.
-    pub(crate) fn flush(&mut self, into: &Latencies) {
-        into.record(self.key, &self.values);
+    pub(crate) fn flush(&mut self, into: &MessageLatencies) {
+        if self.values.is_empty() {
+            return;
+        }
+        into.due.record(self.key, self.values.iter().map(|v| v.0));
+        into.sent.record(self.key, self.values.iter().map(|v| v.1));
         self.values.clear();
+    }
+}
+
+/// The messages due in the measured period that had not arrived when the
+/// drain ended (one per receiver that lacked it), each at its age then.
+#[derive(Debug)]
+pub(crate) struct Undelivered {
+    ages: Histogram<u64>,
+}
+
+impl Undelivered {
+    /// None yet.
+    pub(crate) fn new() -> Self {
+        Self { ages: new_histogram() }
+    }
+
+    /// Adds what one receiver never saw (`seen`) of a publisher that wrote
+    /// `sent` messages due at `times`: each message due in `period`, at
+    /// `deadline` minus its due time.
+    pub(crate) fn add(
+        &mut self,
+        seen: &SeqSet,
+        times: &SendTimes,
+        sent: u64,
+        period: &Period,
+        deadline: u64,
+    ) {
+        seen.for_each_missing(times.due_count(sent), |seq| {
+            let due = times.due_ns(seq);
+            if period.contains(due) {
+                record(&mut self.ages, deadline.saturating_sub(due));
+            }
+        });
+    }
+
+    /// How many were added.
+    pub(crate) fn count(&self) -> u64 {
+        self.ages.len()
     }
 }
 
@@ -131,138 +201,131 @@ impl Summary {
     }
 }
 
-impl Summary {
-    /// Adds the latency entries (`latency_count`, `latency_p50_us`, ...,
-    /// `latency_mean_us`) to `report`.
+/// The latency figures of a run, as reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LatencyFigures {
+    /// From the due time, delivered messages only.
+    pub(crate) due: Summary,
+    /// From the due time, undelivered messages at their age included.
+    pub(crate) with_undelivered: Summary,
+    /// Undelivered messages counted.
+    pub(crate) undelivered: u64,
+    /// From the write, delivered messages only.
+    pub(crate) sent: Summary,
+}
+
+impl LatencyFigures {
+    /// The figures of `latencies` and `undelivered`.
+    pub(crate) fn of(latencies: &MessageLatencies, undelivered: &Undelivered) -> Self {
+        let due = latencies.due.merged();
+        let mut all = due.clone();
+        // Same bounds, so adding cannot fail.
+        let _ = all.add(&undelivered.ages);
+        Self {
+            due: Summary::of(&due),
+            with_undelivered: Summary::of(&all),
+            undelivered: undelivered.count(),
+            sent: Summary::of(&latencies.sent.merged()),
+        }
+    }
+
+    /// Adds the entries: `latency_*_us` from the due time (the keys of
+    /// earlier versions, which had only this one), each tail figure
+    /// followed by its `latency_*_with_undelivered_us`, then
+    /// `latency_from_send_*_us`.
     pub(crate) fn add_to(&self, report: &mut Report) {
-        report.int("latency_count", "latencies recorded", self.count);
-        report.float("latency_p50_us", "latency p50", self.p50_us, 1, "µs");
-        report.float("latency_p90_us", "latency p90", self.p90_us, 1, "µs");
-        report.float("latency_p99_us", "latency p99", self.p99_us, 1, "µs");
-        report.float("latency_p999_us", "latency p99.9", self.p999_us, 1, "µs");
-        report.float("latency_max_us", "latency max", self.max_us, 1, "µs");
-        report.float("latency_mean_us", "latency mean", self.mean_us, 1, "µs");
-    }
-}
-
-/// What [`SeqSet::insert`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mark {
-    /// Not seen before.
-    New,
-    /// Seen before: a duplicate.
-    Again,
-    /// More than [`SeqSet::MAX_SPAN`] past the first number not seen:
-    /// not recorded (a corrupt stamp, or a loss that early).
-    TooFar,
-}
-
-/// The sequence numbers seen of one publisher, in any order: every number
-/// below `base`, and those above it as bits (bit `i` of word `w` is
-/// `base + 64 w + i`). Full words at the front are dropped as `base`
-/// moves on, so numbers received in order, or nearly, take a word or two;
-/// a number never received keeps the words after it (one bit each).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SeqSet {
-    base: u64,
-    bits: VecDeque<u64>,
-    /// Bits set in `bits`.
-    above: u64,
-}
-
-impl SeqSet {
-    /// How far past the first missing number a number may be (8 MiB of
-    /// bits at most).
-    pub(crate) const MAX_SPAN: u64 = 1 << 26;
-
-    /// Records `seq`.
-    pub(crate) fn insert(&mut self, seq: u32) -> Mark {
-        let seq = u64::from(seq);
-        let Some(offset) = seq.checked_sub(self.base) else { return Mark::Again };
-        if offset >= Self::MAX_SPAN {
-            return Mark::TooFar;
-        }
-        // Below MAX_SPAN / 64, so it fits.
-        let word = usize::try_from(offset / 64).unwrap_or(usize::MAX);
-        let bit = 1u64 << (offset % 64);
-        if word >= self.bits.len() {
-            self.bits.resize(word + 1, 0);
-        }
-        if self.bits[word] & bit != 0 {
-            return Mark::Again;
-        }
-        self.bits[word] |= bit;
-        self.above += 1;
-        while self.bits.front() == Some(&u64::MAX) {
-            self.bits.pop_front();
-            self.base += 64;
-            self.above -= 64;
-        }
-        Mark::New
-    }
-
-    /// How many distinct numbers were seen.
-    pub(crate) fn len(&self) -> u64 {
-        self.base + self.above
-    }
-
-    /// How many of `0..total` were never seen.
-    pub(crate) fn missing(&self, total: u64) -> u64 {
-        total.saturating_sub(self.len())
+        let (due, all, sent) = (&self.due, &self.with_undelivered, &self.sent);
+        report.int("latency_count", "latencies recorded", due.count);
+        report.float("latency_p50_us", "latency p50 (from schedule)", due.p50_us, 1, "µs");
+        report.float("latency_p90_us", "latency p90 (from schedule)", due.p90_us, 1, "µs");
+        report.float("latency_p99_us", "latency p99 (from schedule)", due.p99_us, 1, "µs");
+        let label = "  p99 incl. undelivered";
+        report.float("latency_p99_with_undelivered_us", label, all.p99_us, 1, "µs");
+        report.float("latency_p999_us", "latency p99.9 (from schedule)", due.p999_us, 1, "µs");
+        let label = "  p99.9 incl. undelivered";
+        report.float("latency_p999_with_undelivered_us", label, all.p999_us, 1, "µs");
+        report.float("latency_max_us", "latency max (from schedule)", due.max_us, 1, "µs");
+        let label = "  max incl. undelivered";
+        report.float("latency_max_with_undelivered_us", label, all.max_us, 1, "µs");
+        report.float("latency_mean_us", "latency mean (from schedule)", due.mean_us, 1, "µs");
+        report.int("undelivered", "undelivered at the drain deadline", self.undelivered);
+        report.float("latency_from_send_p50_us", "latency p50 (from send)", sent.p50_us, 1, "µs");
+        report.float("latency_from_send_p99_us", "latency p99 (from send)", sent.p99_us, 1, "µs");
+        let label = "latency p99.9 (from send)";
+        report.float("latency_from_send_p999_us", label, sent.p999_us, 1, "µs");
+        report.float("latency_from_send_max_us", "latency max (from send)", sent.max_us, 1, "µs");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::schedule::{Schedule, SendLog};
     use super::*;
 
     #[test]
-    fn seq_set_counts_losses_and_duplicates_in_any_order() {
-        let mut seen = SeqSet::default();
-        for seq in 0..1000 {
-            assert_eq!(seen.insert(seq), Mark::New);
-        }
-        assert_eq!(seen.bits.len(), 1, "in order: the full words are dropped");
-        assert_eq!(seen.insert(999), Mark::Again);
-        assert_eq!(seen.insert(3), Mark::Again);
-        // 1000 is lost; the rest arrive backwards.
-        for seq in (1001..1200).rev() {
-            assert_eq!(seen.insert(seq), Mark::New);
-        }
-        assert_eq!(seen.insert(1100), Mark::Again);
-        assert_eq!(seen.len(), 1199);
-        assert_eq!(seen.missing(1200), 1);
-        assert_eq!(seen.missing(1300), 101);
-        // The late one fills the gap, and the words go.
-        assert_eq!(seen.insert(1000), Mark::New);
-        assert_eq!(seen.missing(1200), 0);
-        assert!(seen.bits.len() <= 1);
-    }
-
-    #[test]
-    fn seq_set_refuses_numbers_too_far_ahead() {
-        let mut seen = SeqSet::default();
-        assert_eq!(seen.insert(u32::MAX), Mark::TooFar);
-        let last = u32::try_from(SeqSet::MAX_SPAN - 1).unwrap();
-        assert_eq!(seen.insert(last), Mark::New);
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen.missing(u64::from(last) + 1), u64::from(last));
-    }
-
-    #[test]
-    fn batches_reach_the_merged_histogram() {
-        let latencies = Latencies::new(4);
+    fn batches_reach_the_merged_histograms() {
+        let latencies = MessageLatencies::new(4);
         let mut a = Batch::new(0);
         let mut b = Batch::new(1);
         for i in 1..=1000 {
-            a.push(i * 1_000, &latencies);
-            b.push(i * 1_000, &latencies);
+            // Due 1 ms before it was written.
+            let stamp = Stamp { publisher: 0, seq: 0, due_ns: 0, sent_ns: 1_000_000 };
+            a.push(&stamp, 1_000_000 + i * 1_000, &latencies);
+            b.push(&stamp, 1_000_000 + i * 1_000, &latencies);
         }
         a.flush(&latencies);
         b.flush(&latencies);
-        let summary = Summary::of(&latencies.merged());
-        assert_eq!(summary.count, 2000);
-        assert!((summary.p50_us - 500.0).abs() < 1.0, "{summary:?}");
-        assert!((summary.max_us - 1000.0).abs() < 1.0, "{summary:?}");
+        let figures = LatencyFigures::of(&latencies, &Undelivered::new());
+        assert_eq!(figures.due.count, 2000);
+        assert!((figures.sent.p50_us - 500.0).abs() < 1.0, "{figures:?}");
+        assert!((figures.sent.max_us - 1000.0).abs() < 1.0, "{figures:?}");
+        assert!((figures.due.p50_us - 1500.0).abs() < 2.0, "{figures:?}");
+        assert_eq!(figures.undelivered, 0);
+        assert_eq!(figures.with_undelivered.p99_us, figures.due.p99_us);
+    }
+
+    #[test]
+    fn undelivered_messages_raise_the_tail_at_their_age() {
+        // 1,000 messages due 1 ms apart from t = 0; the measured period is
+        // the second half. 980 arrived 1 ms after they were due; 20 due in
+        // the period (700..720) never did, and the drain ended at 3 s.
+        let ms = 1_000_000;
+        let schedule = Schedule::new(0, 1_000 * ms, ms as f64, 0, 1);
+        let times = SendTimes::Schedule(schedule);
+        let period = Period::unknown();
+        period.set(500 * ms, 1_000 * ms);
+        let latencies = MessageLatencies::new(1);
+        let mut batch = Batch::new(0);
+        let mut seen = SeqSet::default();
+        for seq in (0..1_000u32).filter(|s| !(700..720).contains(s)) {
+            let _ = seen.insert(seq);
+            let due = schedule.at(u64::from(seq));
+            if period.contains(due) {
+                let stamp = Stamp { publisher: 0, seq, due_ns: due, sent_ns: due };
+                batch.push(&stamp, due + ms, &latencies);
+            }
+        }
+        batch.flush(&latencies);
+        let mut undelivered = Undelivered::new();
+        undelivered.add(&seen, &times, 1_000, &period, 3_000 * ms);
+        let figures = LatencyFigures::of(&latencies, &undelivered);
+        assert_eq!(figures.due.count, 480);
+        assert_eq!(figures.undelivered, 20);
+        // Delivered only: every latency 1 ms. With the 20 (4 % of 500) at
+        // 2.28 to 2.3 s, the p99 is one of them.
+        assert!((figures.due.p99_us - 1_000.0).abs() < 1.0, "{figures:?}");
+        assert!(figures.with_undelivered.p99_us > 2_279_000.0, "{figures:?}");
+        assert!(figures.with_undelivered.max_us < 2_302_000.0, "{figures:?}");
+        // Messages written before the period (without a schedule) are
+        // not counted; one written in it is.
+        let mut log = SendLog::default();
+        log.note(0, 0);
+        log.note(2, 600 * ms);
+        let times = SendTimes::Log(log);
+        let mut one = SeqSet::default();
+        let _ = one.insert(1);
+        let mut undelivered = Undelivered::new();
+        undelivered.add(&one, &times, 3, &period, 3_000 * ms);
+        assert_eq!(undelivered.count(), 1);
     }
 }
