@@ -168,7 +168,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
         shared.flows.iter().map(|f| f.clone() as Arc<dyn Progress>).collect();
     let course = publishing
         .run(clock, &shared.period, publishers, &flows, |pubs| caught_up(&shared, pubs))
-        .await;
+        .await?;
     let _ = stop_tx.send(true);
     let sub_stats = scenario::join_all(subscribers, Received::failed).await;
 
@@ -251,6 +251,7 @@ fn summarize(
     if let Some(rate) = args.pacing.rate {
         let published = course.on_schedule();
         scenario::check_rate(report, &mut verdict, rate, args.timing.duration, published);
+        course.add_lateness(report);
     }
     course.add_waits(report, Roles::Fanout);
     let gone = subscribers.iter().filter(|s| s.error.is_some()).count() as u64;

@@ -9,12 +9,13 @@
 //! - `body`: the 24-octet stamp at the front of every message body
 //!   (publisher, sequence number, due time, write time).
 //! - `schedule`: when messages are due at a fixed rate, and when any
-//!   message of a publisher was due (for the age of an undelivered one).
+//!   message of a publisher was due (for the age of an undelivered one);
+//!   `timer`: the precise timer that wakes publishers at those times.
 //! - `stats`: latency histograms (from the due time, from the write, and
-//!   with the undelivered messages at their age); `seq`: the sequence
-//!   numbers seen (losses, duplicates); `report`: the human table and the
-//!   `RESULT {json}` line; `procfs`: RSS, CPU time and file limits from
-//!   `/proc`.
+//!   with the undelivered messages at their age; the publishers' own
+//!   lateness); `seq`: the sequence numbers seen (losses, duplicates);
+//!   `report`: the human table and the `RESULT {json}` line; `procfs`:
+//!   RSS, CPU time and file limits from `/proc`.
 //! - `publisher`: a publishing connection (a fixed rate, or a receipt
 //!   window and a bound on how far it runs ahead of its consumers), shared
 //!   by `fanout` and `queue`; `scenario`: the rest they share (the period
@@ -37,6 +38,7 @@ pub(crate) mod scenario;
 pub(crate) mod schedule;
 pub(crate) mod seq;
 pub(crate) mod stats;
+pub(crate) mod timer;
 pub(crate) mod transport;
 
 pub(crate) use error::{Error, Result};
@@ -223,7 +225,12 @@ impl Clock {
 
     /// The tokio instant `ns` nanoseconds after the start.
     pub(crate) fn instant(&self, ns: u64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.t0 + Duration::from_nanos(ns))
+        tokio::time::Instant::from_std(self.at(ns))
+    }
+
+    /// The instant `ns` nanoseconds after the start.
+    pub(crate) fn at(&self, ns: u64) -> Instant {
+        self.t0 + Duration::from_nanos(ns)
     }
 }
 
@@ -308,20 +315,23 @@ pub(crate) fn on_schedule(due: u64, now: u64, start: u64, end: u64) -> bool {
     due >= start && due < end && now < end.saturating_add(ON_SCHEDULE_NS)
 }
 
-/// CPU seconds used so far by this process, and by the broker when its
-/// pid is known (`--broker-pid`).
+/// CPU seconds used so far by this process, by its precise timer's
+/// thread (part of the process's) when it has one, and by the broker when
+/// its pid is known (`--broker-pid`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuTimes {
     own: f64,
+    timer: Option<f64>,
     broker: Option<f64>,
 }
 
 impl CpuTimes {
     /// The times now; `None` when `/proc` cannot be read.
-    pub(crate) fn now(common: &Common) -> Option<Self> {
+    pub(crate) fn now(common: &Common, timer: Option<&timer::Timer>) -> Option<Self> {
         let own = procfs::cpu_seconds("self").ok()?;
+        let timer = timer.and_then(timer::Timer::cpu_seconds);
         let broker = common.broker_pid.and_then(|pid| procfs::cpu_seconds(&pid.to_string()).ok());
-        Some(Self { own, broker })
+        Some(Self { own, timer, broker })
     }
 
     /// Reports the CPU used between `before` and `after`, in % of one core
@@ -341,6 +351,10 @@ impl CpuTimes {
             0,
             "% of a core",
         );
+        if let (Some(b), Some(a)) = (before.timer, after.timer) {
+            let label = "  of it the precise timer";
+            report.float("timer_cpu_pct", label, pct(b, a), 1, "% of a core");
+        }
         if let (Some(b), Some(a)) = (before.broker, after.broker) {
             report.float("broker_cpu_pct", "broker CPU", pct(b, a), 0, "% of a core");
         }

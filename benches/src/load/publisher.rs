@@ -6,9 +6,11 @@
 //!   in a [`Schedule`] (publishers staggered over one interval) and is
 //!   stamped with that time as well as the time it is written, so that a
 //!   late wake-up or a write held up by back-pressure counts in the
-//!   latency. Nothing waits for the broker: a publisher that falls behind
-//!   writes what is due at once. Only a hard bound stops it, with an error:
-//!   more than [`MAX_UNCONFIRMED`] messages not covered by a receipt.
+//!   latency. It sleeps on the precise [`Timer`], not tokio's (1 ms), and
+//!   records how late it wrote ([`SendLateness`]). Nothing waits for the
+//!   broker: a publisher that falls behind writes what is due at once.
+//!   Only a hard bound stops it, with an error: more than
+//!   [`MAX_UNCONFIRMED`] messages not covered by a receipt.
 //! - **As fast as allowed** (closed loop), within two bounds:
 //!   - **receipt window**: every `receipt_every`-th `SEND` asks for a
 //!     receipt, and at most `window` messages are not yet covered by one
@@ -28,6 +30,8 @@ use tokio::sync::Notify;
 use super::body::Stamp;
 use super::client::{FrameWriter, Session, error_frame};
 use super::schedule::{Schedule, SendLog, SendTimes, Step};
+use super::stats::SendLateness;
+use super::timer::Timer;
 use super::{Clock, Error, Result, Timing};
 
 /// Messages encoded per write at most.
@@ -134,6 +138,10 @@ pub(crate) struct Plan {
     pub(crate) start_ns: u64,
     pub(crate) window_start: u64,
     pub(crate) end_ns: u64,
+    /// What wakes a publisher on a schedule (without one: tokio's timer).
+    pub(crate) timer: Option<Timer>,
+    /// Where publishers on a schedule record how late they wrote.
+    pub(crate) lateness: Arc<SendLateness>,
 }
 
 impl Plan {
@@ -270,13 +278,21 @@ impl Sender<'_> {
             self.check_receipts()?;
             match schedule.step(sent, self.clock.now_ns(), SEND_BATCH) {
                 Step::Done => return Ok(()),
-                Step::SleepUntil(due) => tokio::time::sleep_until(self.clock.instant(due)).await,
+                Step::SleepUntil(due) => self.sleep_until(due).await,
                 Step::Send(count) => {
                     self.check_unconfirmed(sent)?;
                     self.write_batch(writer, sent, count, Some(schedule), stats).await?;
                     sent += count;
                 }
             }
+        }
+    }
+
+    /// Sleeps until `due` on the clock.
+    async fn sleep_until(&self, due: u64) {
+        match &self.plan.timer {
+            Some(timer) => timer.sleep_until(self.clock.at(due)).await,
+            None => tokio::time::sleep_until(self.clock.instant(due)).await,
         }
     }
 
@@ -387,7 +403,8 @@ impl Sender<'_> {
     }
 
     /// Encodes messages `first..first + count` (due on `schedule`, or now
-    /// without one), counts them as sent, and writes them.
+    /// without one), counts them as sent (and, on a schedule, how late),
+    /// and writes them.
     async fn write_batch(
         &self,
         writer: &mut FrameWriter,
@@ -400,6 +417,7 @@ impl Sender<'_> {
         if let SendTimes::Log(log) = &mut stats.times {
             log.note(first, self.clock.now_ns());
         }
+        let mut late = Vec::new();
         for n in first..first + count {
             // Below MAX_SEQ: checked by the callers.
             let seq = u32::try_from(n).map_err(|_| Error::new("sequence number above u32"))?;
@@ -411,7 +429,11 @@ impl Sender<'_> {
             let (start, end) = (self.plan.window_start, self.plan.end_ns);
             stats.sent_in_window += u64::from(now >= start && now < end);
             stats.on_schedule += u64::from(super::on_schedule(due_ns, now, start, end));
+            if schedule.is_some() && due_ns >= start && due_ns < end {
+                late.push((due_ns, now));
+            }
         }
+        self.plan.lateness.record(self.id as usize, &late);
         tokio::time::timeout(WRITE_TIMEOUT, writer.flush())
             .await
             .map_err(|_| Error::new("a write to the broker blocked for 10 s"))?
@@ -452,9 +474,9 @@ pub(crate) async fn run_period(
         })
         .collect();
     tokio::time::sleep_until(clock.instant(plan.window_start)).await;
-    let cpu_before = super::CpuTimes::now(common);
+    let cpu_before = super::CpuTimes::now(common, plan.timer.as_ref());
     tokio::time::sleep_until(clock.instant(plan.end_ns)).await;
-    let cpu_after = super::CpuTimes::now(common);
+    let cpu_after = super::CpuTimes::now(common, plan.timer.as_ref());
     let mut stats = Vec::with_capacity(handles.len());
     for handle in handles {
         stats.push(handle.await.unwrap_or_else(PubStats::failed));
@@ -518,12 +540,19 @@ mod tests {
             start_ns: 0,
             window_start: 0,
             end_ns: 400 * ms,
+            timer: Some(Timer::new().unwrap()),
+            lateness: Arc::new(SendLateness::new(1)),
         };
+        let lateness = plan.lateness.clone();
         tokio::time::sleep_until(clock.instant(300 * ms)).await;
         let stuck = Arc::new(Stuck(Notify::new()));
         let stats = publish(0, publisher, clock, plan, stuck).await;
         assert_eq!(stats.error, None);
         assert_eq!(stats.sent, 40, "the window and lag bounds do not apply at a rate");
+        // The hold-back is the publisher's lateness: 300 ms at first.
+        let late = lateness.summary();
+        assert_eq!(late.count, 40);
+        assert!(late.max_us >= 300_000.0, "{late:?}");
 
         for n in 0..40u32 {
             let frame = subscriber.reader.expect(Command::Message).await.unwrap();

@@ -215,7 +215,7 @@ pub(crate) async fn run(common: &Common, args: &QueueArgs) -> Result<Report> {
         .run(clock, &shared.period, producers, &taken, |pubs| {
             shared.taken() >= pubs.iter().map(|p| u64::from(p.sent)).sum()
         })
-        .await;
+        .await?;
     let _ = stop_tx.send(true);
     let con_stats = scenario::join_all(consumers, ConsumerStats::failed).await;
 
@@ -417,6 +417,7 @@ fn summarize(
     if let Some(rate) = args.pacing.rate {
         let produced = course.on_schedule();
         scenario::check_rate(report, &mut verdict, rate, measured, produced);
+        course.add_lateness(report);
     }
     course.add_waits(report, Roles::Queue);
     add_errors(report, &mut verdict, course, consumers);

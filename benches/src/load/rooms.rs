@@ -10,9 +10,10 @@
 //!    ([`Schedule`]): message `n` is due at `start + offset + n / rate`,
 //!    so a late wake-up never shifts the ones after it, and the offsets
 //!    spread the members evenly over one interval, so that thousands of
-//!    members at 1 msg/s do not all send in the same millisecond. Bodies
-//!    carry a [`Stamp`] (the publisher is the member's number) with the
-//!    due time and the write time.
+//!    members at 1 msg/s do not all send in the same millisecond. Members
+//!    sleep on the precise [`Timer`], and record how late they wrote
+//!    ([`SendLateness`]). Bodies carry a [`Stamp`] (the publisher is the
+//!    member's number) with the due time and the write time.
 //! 3. **Drain**: once publishing stops, members get up to
 //!    `--drain-timeout` seconds to receive the rest.
 //!
@@ -41,7 +42,8 @@ use super::report::Report;
 use super::scenario::{self, Deliveries, Received, Verdict};
 use super::schedule::{Schedule, SendTimes, Step};
 use super::seq::SeqSet;
-use super::stats::{Batch, LatencyFigures, MessageLatencies, Undelivered};
+use super::stats::{Batch, LatencyFigures, MessageLatencies, SendLateness, Undelivered};
+use super::timer::Timer;
 use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
 
 /// Options of the `rooms` scenario.
@@ -102,7 +104,11 @@ impl RoomsArgs {
 #[derive(Debug)]
 struct Shared {
     clock: Clock,
+    /// What wakes members when a message is due.
+    timer: Timer,
     latencies: MessageLatencies,
+    /// How late members wrote.
+    lateness: SendLateness,
     period: Period,
     members: usize,
     /// Messages received for the first time, all members together.
@@ -173,9 +179,13 @@ pub(crate) async fn run(common: &Common, args: &RoomsArgs) -> Result<Report> {
     let connections = args.connections();
     common.check_capacity(connections)?;
     let clock = Clock::new();
+    let timer = Timer::new()
+        .map_err(|e| Error::new(format!("cannot start the timer thread of the schedule: {e}")))?;
     let shared = Arc::new(Shared {
         clock,
+        timer,
         latencies: MessageLatencies::new(16),
+        lateness: SendLateness::new(16),
         period: Period::unknown(),
         members: args.members,
         delivered: AtomicU64::new(0),
@@ -203,9 +213,9 @@ pub(crate) async fn run(common: &Common, args: &RoomsArgs) -> Result<Report> {
         })
         .collect();
     tokio::time::sleep_until(clock.instant(window_start)).await;
-    let cpu_before = CpuTimes::now(common);
+    let cpu_before = CpuTimes::now(common, Some(&shared.timer));
     tokio::time::sleep_until(clock.instant(window_end)).await;
-    let cpu_after = CpuTimes::now(common);
+    let cpu_after = CpuTimes::now(common, Some(&shared.timer));
 
     // 3. Drain.
     let (drained, drain_secs) = wait_drained(&shared, connections, args.timing.drain_timeout).await;
@@ -340,37 +350,39 @@ async fn send_loop(
     stats: &mut Sent,
 ) -> Result<()> {
     stats.times = SendTimes::Schedule(plan.schedule);
-    let result = send_all(writer, shared, plan, stats).await;
+    let result = send_all(idx, writer, shared, plan, stats).await;
     shared.sent[idx].store(stats.sent, Ordering::Relaxed);
     shared.done.fetch_add(1, Ordering::Release);
     result
 }
 
-/// Writes every message when due, or as soon after as it can (a late
-/// wake-up or a blocked write sends what is due at once).
+/// Writes every message of member `idx` when due, or as soon after as it
+/// can (a late wake-up or a blocked write sends what is due at once).
 async fn send_all(
+    idx: usize,
     writer: &mut FrameWriter,
     shared: &Shared,
     plan: &MemberPlan,
     stats: &mut Sent,
 ) -> Result<()> {
     let clock = shared.clock;
-    let mut scratch = BytesMut::new();
+    let (mut scratch, mut late) = (BytesMut::new(), Vec::new());
     let mut seq: u64 = 0;
     loop {
         match plan.schedule.step(seq, clock.now_ns(), SEND_BATCH) {
             Step::Done => return Ok(()),
-            Step::SleepUntil(due) => tokio::time::sleep_until(clock.instant(due)).await,
+            Step::SleepUntil(due) => shared.timer.sleep_until(clock.at(due)).await,
             Step::Send(count) => {
                 for n in seq..seq + count {
-                    writer.push(&plan.message(
-                        n,
-                        clock.now_ns(),
-                        &shared.period,
-                        stats,
-                        &mut scratch,
-                    )?)?;
+                    let now = clock.now_ns();
+                    writer.push(&plan.message(n, now, &shared.period, stats, &mut scratch)?)?;
+                    let due = plan.schedule.at(n);
+                    if shared.period.contains(due) {
+                        late.push((due, now));
+                    }
                 }
+                shared.lateness.record(idx, &late);
+                late.clear();
                 tokio::time::timeout(WRITE_TIMEOUT, writer.flush())
                     .await
                     .map_err(|_| Error::new("a write to the broker blocked for 10 s"))??;
@@ -476,6 +488,7 @@ fn summarize(
     LatencyFigures::of(&shared.latencies, &undelivered).add_to(report);
     let target = args.rate_per_member * stats.len() as f64;
     scenario::check_rate(report, &mut verdict, target, measured, sent(|s| s.on_schedule));
+    shared.lateness.add_to(report);
     let gone = got(|r| u64::from(r.error.is_some()));
     let send_errors = sent(|s| u64::from(s.error.is_some()));
     report.int("members_gone", "members disconnected", gone);

@@ -17,8 +17,9 @@ use super::client::Session;
 use super::publisher::{self, Pacing, Plan, Progress, PubStats};
 use super::report::Report;
 use super::seq::{Mark, SeqSet};
-use super::stats::{Batch, MessageLatencies};
-use super::{Clock, Common, CpuTimes, Period, Timing, secs_to_ns, wait_until};
+use super::stats::{Batch, MessageLatencies, SendLateness};
+use super::timer::Timer;
+use super::{Clock, Common, CpuTimes, Error, Period, Result, Timing, secs_to_ns, wait_until};
 
 /// The least share of the target rate a fixed-rate run must publish in
 /// its measured period, in %: below it the publishers fell behind their
@@ -61,12 +62,16 @@ pub(crate) struct Course {
     /// When the drain ended, on the clock: undelivered messages are aged
     /// to it.
     pub(crate) deadline_ns: u64,
+    /// At a fixed rate: how late the publishers wrote.
+    lateness: Arc<SendLateness>,
 }
 
 impl Publishing<'_> {
     /// Publishes from `sessions` (publisher `i` held back by `progress[i]`)
     /// through the warm-up and the measured period, which it sets in
     /// `period`; then waits up to the drain timeout until `drained` holds.
+    /// At a fixed rate the publishers sleep on a precise [`Timer`], which
+    /// fails to start only when no thread can be.
     pub(crate) async fn run(
         &self,
         clock: Clock,
@@ -74,7 +79,14 @@ impl Publishing<'_> {
         sessions: Vec<Session>,
         progress: &[Arc<dyn Progress>],
         mut drained: impl FnMut(&[PubStats]) -> bool,
-    ) -> Course {
+    ) -> Result<Course> {
+        let timer = match self.pacing.rate {
+            Some(_) => Some(Timer::new().map_err(|e| {
+                Error::new(format!("cannot start the timer thread of the schedule: {e}"))
+            })?),
+            None => None,
+        };
+        let lateness = Arc::new(SendLateness::new(16));
         let start_ns = clock.now_ns() + secs_to_ns(0.05);
         let (window_start, end_ns) = self.timing.window(start_ns);
         period.set(window_start, end_ns);
@@ -90,13 +102,24 @@ impl Publishing<'_> {
             start_ns,
             window_start,
             end_ns,
+            timer,
+            lateness: lateness.clone(),
         };
         let (publishers, cpu_before, cpu_after) =
             publisher::run_period(sessions, progress, clock, &plan, self.common).await;
         let (drained, drain_secs) =
             wait_until(self.timing.drain_timeout, || drained(&publishers)).await;
         let deadline_ns = clock.now_ns();
-        Course { publishers, cpu_before, cpu_after, drained, drain_secs, deadline_ns }
+        let course = Course {
+            publishers,
+            cpu_before,
+            cpu_after,
+            drained,
+            drain_secs,
+            deadline_ns,
+            lateness,
+        };
+        Ok(course)
     }
 }
 
@@ -140,6 +163,12 @@ impl Course {
         };
         report.float("waited_receipt_s", receipts, waited(|p| p.waited_receipt), 2, "s");
         report.float("waited_lag_s", lag, waited(|p| p.waited_lag), 2, "s");
+    }
+
+    /// At a fixed rate: adds how late the publishers wrote
+    /// (`send_lateness_*_us`).
+    pub(crate) fn add_lateness(&self, report: &mut Report) {
+        self.lateness.add_to(report);
     }
 
     /// Adds the drain (`drained`, `drain_s`) and the CPU times over the

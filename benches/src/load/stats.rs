@@ -122,6 +122,45 @@ impl Batch {
     }
 }
 
+/// How late the load generator wrote its messages at a fixed rate: write
+/// time − due time, for the messages due in the measured period. It is
+/// part of every latency "from schedule", and the broker's part of none:
+/// what a reader subtracts before comparing brokers.
+#[derive(Debug)]
+pub(crate) struct SendLateness {
+    lateness: Latencies,
+}
+
+impl SendLateness {
+    /// Histograms for `shards` shards.
+    pub(crate) fn new(shards: usize) -> Self {
+        Self { lateness: Latencies::new(shards) }
+    }
+
+    /// Records the lateness of messages due at `due` and written at
+    /// `written` (both on the run's clock) into the shard chosen by `key`.
+    pub(crate) fn record(&self, key: usize, due_written: &[(u64, u64)]) {
+        if !due_written.is_empty() {
+            self.lateness.record(key, due_written.iter().map(|&(d, w)| w.saturating_sub(d)));
+        }
+    }
+
+    /// The summary of what was recorded.
+    pub(crate) fn summary(&self) -> Summary {
+        Summary::of(&self.lateness.merged())
+    }
+
+    /// Adds `send_lateness_p50_us`, `_p99_us`, `_p999_us` and `_max_us`.
+    pub(crate) fn add_to(&self, report: &mut Report) {
+        let late = self.summary();
+        let label = "send lateness p50 (write − due)";
+        report.float("send_lateness_p50_us", label, late.p50_us, 1, "µs");
+        report.float("send_lateness_p99_us", "send lateness p99", late.p99_us, 1, "µs");
+        report.float("send_lateness_p999_us", "send lateness p99.9", late.p999_us, 1, "µs");
+        report.float("send_lateness_max_us", "send lateness max", late.max_us, 1, "µs");
+    }
+}
+
 /// The messages due in the measured period that had not arrived when the
 /// drain ended (one per receiver that lacked it), each at its age then.
 #[derive(Debug)]
@@ -282,6 +321,26 @@ mod tests {
         assert!((figures.due.p50_us - 1500.0).abs() < 2.0, "{figures:?}");
         assert_eq!(figures.undelivered, 0);
         assert_eq!(figures.with_undelivered.p99_us, figures.due.p99_us);
+    }
+
+    #[test]
+    fn send_lateness_is_write_minus_due() {
+        let lateness = SendLateness::new(2);
+        lateness.record(0, &[(1_000, 21_000), (5_000, 5_000)]);
+        lateness.record(1, &[(7_000, 47_000)]);
+        lateness.record(1, &[]);
+        let late = lateness.summary();
+        assert_eq!(late.count, 3);
+        assert!((late.p50_us - 20.0).abs() < 0.1, "{late:?}");
+        assert!((late.max_us - 40.0).abs() < 0.1, "{late:?}");
+        // Written on time counts as the least recordable value, 1 ns.
+        assert!(late.min_us < 0.01, "{late:?}");
+        let mut report = Report::new("test");
+        lateness.add_to(&mut report);
+        let json = report.json();
+        for key in ["send_lateness_p50_us", "send_lateness_p99_us", "send_lateness_max_us"] {
+            assert!(json.contains(key), "{json}");
+        }
     }
 
     #[test]
